@@ -1,0 +1,117 @@
+"""Every error agcx raises, in one place.
+
+All of them derive from :class:`JournalError`, so a caller can catch one base
+class. Each message says what happened, where (path, segment, offset, seq) and,
+where there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointNotFound",
+    "CorruptJournal",
+    "CorruptPayload",
+    "HorizonError",
+    "InvalidArgument",
+    "JournalBusy",
+    "JournalClosed",
+    "JournalError",
+    "JournalPoisoned",
+    "ReadOnlyJournal",
+    "RecordTooLarge",
+    "SessionNotFound",
+    "UnsupportedVersion",
+]
+
+
+class JournalError(Exception):
+    """Base class of every error raised by agcx."""
+
+
+class InvalidArgument(JournalError, ValueError):
+    """A caller passed a value of the wrong type or shape; nothing was written."""
+
+
+class CorruptJournal(JournalError):
+    """Bytes on disk are damaged where damage is not allowed.
+
+    ``path`` is the file, ``offset`` the byte position (or ``None`` when the
+    damage is not at one place, e.g. a missing file) and ``reason`` says what
+    is wrong.
+    """
+
+    def __init__(self, path: str, offset: int | None, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        where = path if offset is None else f"{path} at offset {offset}"
+        super().__init__(
+            f"corrupt journal: {where}: {reason} "
+            "(run `agcx verify` for a full report, `agcx recover --salvage` to copy what is readable)"
+        )
+
+
+class UnsupportedVersion(CorruptJournal):
+    """A file was written by a format version this build does not read."""
+
+
+class CorruptPayload(JournalError):
+    """An event payload decoded to something that is not a valid event."""
+
+
+class RecordTooLarge(JournalError, ValueError):
+    """A record would exceed ``max_record_size``; nothing was written."""
+
+
+class JournalBusy(JournalError):
+    """The commit lock could not be taken within the timeout."""
+
+    def __init__(self, path: str, holder_pid: int | None, timeout: float) -> None:
+        self.path = path
+        self.holder_pid = holder_pid
+        self.timeout = timeout
+        holder = f"process {holder_pid}" if holder_pid else "another process"
+        super().__init__(
+            f"journal busy: {holder} has held the commit lock {path} for more than "
+            f"{timeout:g} s; retry, or check whether that process is stuck"
+        )
+
+
+class JournalPoisoned(JournalError):
+    """An fsync (or write) failed earlier; this handle refuses further appends.
+
+    The kernel may have dropped the dirty pages of a failed fsync, so retrying
+    could report data durable that is not. Reopen the journal: the reopen
+    rescans the tail and continues from what is really on disk.
+    """
+
+
+class JournalClosed(JournalError):
+    """The journal (or store) was used after ``close()``."""
+
+
+class ReadOnlyJournal(JournalError):
+    """A write was attempted on a journal opened read-only."""
+
+
+class HorizonError(JournalError):
+    """A point in time before the compaction horizon was requested."""
+
+    def __init__(self, message: str, earliest_seq: int, earliest_ts_ns: int) -> None:
+        self.earliest_seq = earliest_seq
+        self.earliest_ts_ns = earliest_ts_ns
+        super().__init__(message)
+
+
+class SessionNotFound(JournalError, KeyError):
+    """No live session has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "session not found"
+
+
+class CheckpointNotFound(JournalError, KeyError):
+    """The session has no live checkpoint with this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "checkpoint not found"
