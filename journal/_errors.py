@@ -18,6 +18,7 @@ __all__ = [
     "JournalError",
     "JournalPoisoned",
     "ReadOnlyJournal",
+    "RecordNotFound",
     "RecordTooLarge",
     "SessionNotFound",
     "UnsupportedVersion",
@@ -101,6 +102,13 @@ class HorizonError(JournalError):
         self.earliest_seq = earliest_seq
         self.earliest_ts_ns = earliest_ts_ns
         super().__init__(message)
+
+
+class RecordNotFound(JournalError, KeyError):
+    """No record with this seq exists (never written, cut, or folded by compaction)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "record not found"
 
 
 class SessionNotFound(JournalError, KeyError):

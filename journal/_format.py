@@ -1,0 +1,371 @@
+"""The AGCX byte layout: segment header, record frame, manifest. No I/O here.
+
+Format version 3 (version 2 was the legacy one-file-per-session format). All
+integers are little-endian. The authoritative description is docs/FORMAT.md;
+keep the two in step.
+
+Segment header (64 bytes)::
+
+    0   4  magic "AGCX"
+    4   2  u16 version (3)
+    6   2  u16 header_len (64)
+    8   8  u64 base_seq       seq of the first record this segment may hold
+   16   8  i64 created_ns
+   24  16  journal id         must equal the manifest's
+   40   4  u32 flags          0
+   44   4  u32 dict_id        0 (no zstd dictionary)
+   48  12  reserved           zero
+   60   4  u32 crc32 of bytes 0..60
+
+Record::
+
+    0   4  u32 body_len       36 + payload length
+    4   4  u32 crc32(body)
+    8      body:
+           u64 seq | i64 ts_ns | u16 event_type | u8 codec | u8 reserved (0)
+           | 16 B session id (all zero: none) | payload
+
+A record whose ``body_len`` is 0 marks the end of the data: segments are
+preallocated with zeros, so a zero frame header is where writing stopped.
+
+Manifest (``MANIFEST``)::
+
+    0   4  magic "AGCM"
+    4   2  u16 version (1)
+    6   2  u16 reserved (0)
+    8   4  u32 body_len
+   12   4  u32 crc32(body)
+   16      body: msgpack map (see ``encode_manifest``)
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import msgpack
+
+from journal._codec import unpack_bounded
+from journal._errors import CorruptJournal, UnsupportedVersion
+
+__all__ = [
+    "BODY_HEADER",
+    "FRAME_HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "RECORD_OVERHEAD",
+    "VERSION",
+    "Manifest",
+    "ScanStop",
+    "SegmentHeader",
+    "SegmentInfo",
+    "decode_manifest",
+    "encode_manifest",
+    "iter_frames",
+    "pack_header",
+    "pack_record",
+    "unpack_header",
+]
+
+MAGIC = b"AGCX"
+VERSION = 3
+HEADER_SIZE = 64
+_HEADER = struct.Struct("<4sHHQq16sII12s")  # 60 bytes, then u32 crc
+_CRC = struct.Struct("<I")
+
+FRAME_HEADER = struct.Struct("<II")  # body_len, crc
+BODY_HEADER = struct.Struct("<QqHBB16s")  # seq, ts_ns, event_type, codec, reserved, session
+RECORD_OVERHEAD = FRAME_HEADER.size + BODY_HEADER.size  # 44
+NO_SESSION = bytes(16)
+
+MANIFEST_MAGIC = b"AGCM"
+MANIFEST_VERSION = 1
+_MANIFEST_HEADER = struct.Struct("<4sHHII")
+
+
+@attrs.frozen
+class SegmentHeader:
+    """The fixed header at the start of every segment file."""
+
+    base_seq: int
+    created_ns: int
+    journal_id: bytes
+    flags: int = 0
+    dict_id: int = 0
+
+
+def pack_header(h: SegmentHeader) -> bytes:
+    """Encode a segment header (64 bytes, CRC included)."""
+    head = _HEADER.pack(
+        MAGIC, VERSION, HEADER_SIZE, h.base_seq, h.created_ns, h.journal_id, h.flags,
+        h.dict_id, bytes(12),
+    )
+    return head + _CRC.pack(zlib.crc32(head))
+
+
+def unpack_header(data: bytes, path: str) -> SegmentHeader:
+    """Decode and check a segment header; damage raises :class:`CorruptJournal`."""
+    if len(data) < HEADER_SIZE:
+        raise CorruptJournal(path, 0, f"segment header is {len(data)} bytes, expected {HEADER_SIZE}")
+    magic, version, header_len, base_seq, created, jid, flags, dict_id, _ = _HEADER.unpack_from(
+        data
+    )
+    if magic != MAGIC:
+        raise CorruptJournal(path, 0, f"bad magic {magic!r}, expected {MAGIC!r}")
+    (crc,) = _CRC.unpack_from(data, 60)
+    if crc != zlib.crc32(data[:60]):
+        raise CorruptJournal(path, 60, "segment header checksum mismatch")
+    if version != VERSION:
+        raise UnsupportedVersion(
+            path, 4, f"segment format version {version}; this build reads version {VERSION}"
+        )
+    if header_len != HEADER_SIZE:
+        raise CorruptJournal(path, 6, f"header_len {header_len}, expected {HEADER_SIZE}")
+    return SegmentHeader(base_seq, created, jid, flags, dict_id)
+
+
+def pack_record(
+    seq: int, ts_ns: int, event_type: int, codec: int, session: bytes, payload: bytes
+) -> bytes:
+    """Frame one record: length, CRC of the body, body."""
+    body = BODY_HEADER.pack(seq, ts_ns, event_type, codec, 0, session) + payload
+    return FRAME_HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+class ScanStop:
+    """Why a scan of a record area stopped before the end of the buffer.
+
+    ``END`` means the data ended cleanly (end of buffer or a zero frame header,
+    i.e. preallocated space); every other kind is damage at ``offset``.
+    """
+
+    END = "end"
+    SHORT_HEADER = "incomplete frame header"
+    SHORT_BODY = "record body extends past the end of the data"
+    BAD_LENGTH = "impossible record length"
+    TOO_LARGE = "record length exceeds max_record_size"
+    BAD_CRC = "record checksum mismatch"
+    BAD_SEQ = "seq does not increase"
+    BAD_TS = "timestamp decreases"
+
+    __slots__ = ("kind", "offset")
+
+    def __init__(self, kind: str, offset: int) -> None:
+        self.kind = kind
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"ScanStop({self.kind!r}, {self.offset})"
+
+
+# (offset, body_len, seq, ts_ns, event_type, codec, session, payload_start)
+Frame = tuple[int, int, int, int, int, int, bytes, int]
+
+
+def iter_frames(
+    buf: bytes | memoryview,
+    start: int,
+    base_offset: int,
+    max_record_size: int,
+    prev_seq: int,
+    prev_ts: int,
+    stop: list[ScanStop],
+) -> Iterator[Frame]:
+    """Yield the whole, checksummed records in ``buf[start:]``.
+
+    Offsets yielded are ``base_offset + position in buf`` (the file offset when
+    ``buf`` was read from ``base_offset``). When the scan stops, one
+    :class:`ScanStop` is appended to ``stop`` saying why and where: the caller
+    decides whether that is a clean end, a torn tail or corruption.
+    """
+    end = len(buf)
+    pos = start
+    unpack_frame = FRAME_HEADER.unpack_from
+    unpack_body = BODY_HEADER.unpack_from
+    crc32 = zlib.crc32
+    while True:
+        if pos + 8 > end:
+            kind = ScanStop.END if pos == end or not any(buf[pos:end]) else ScanStop.SHORT_HEADER
+            stop.append(ScanStop(kind, base_offset + pos))
+            return
+        body_len, crc = unpack_frame(buf, pos)
+        if body_len == 0:
+            kind = ScanStop.END if crc == 0 else ScanStop.BAD_LENGTH
+            stop.append(ScanStop(kind, base_offset + pos))
+            return
+        if body_len < BODY_HEADER.size:
+            stop.append(ScanStop(ScanStop.BAD_LENGTH, base_offset + pos))
+            return
+        if body_len > max_record_size:
+            stop.append(ScanStop(ScanStop.TOO_LARGE, base_offset + pos))
+            return
+        body_end = pos + 8 + body_len
+        if body_end > end:
+            stop.append(ScanStop(ScanStop.SHORT_BODY, base_offset + pos))
+            return
+        if crc32(buf[pos + 8 : body_end]) != crc:
+            stop.append(ScanStop(ScanStop.BAD_CRC, base_offset + pos))
+            return
+        seq, ts, etype, codec, _, session = unpack_body(buf, pos + 8)
+        if seq <= prev_seq:
+            stop.append(ScanStop(ScanStop.BAD_SEQ, base_offset + pos))
+            return
+        if ts < prev_ts:
+            stop.append(ScanStop(ScanStop.BAD_TS, base_offset + pos))
+            return
+        yield (base_offset + pos, body_len, seq, ts, etype, codec, session, pos + RECORD_OVERHEAD)
+        prev_seq = seq
+        prev_ts = ts
+        pos = body_end
+
+
+@attrs.frozen
+class SegmentInfo:
+    """What the manifest knows of one segment.
+
+    For the active (unsealed) segment only ``base_seq`` is authoritative; the
+    rest is found by scanning it.
+    """
+
+    base_seq: int
+    sealed: bool = False
+    first_seq: int = 0
+    last_seq: int = 0
+    count: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+    length: int = 0
+
+    @property
+    def name(self) -> str:
+        return segment_name(self.base_seq)
+
+
+def segment_name(base_seq: int) -> str:
+    """File name of the segment whose first seq is ``base_seq``."""
+    return f"{base_seq:020d}.agcx"
+
+
+@attrs.frozen
+class Manifest:
+    """The list of segments, the horizon and the journal's identity."""
+
+    journal_id: bytes
+    generation: int
+    segments: tuple[SegmentInfo, ...]
+    horizon_seq: int = 0  # seqs <= horizon_seq were folded by compaction
+    horizon_ts: int = 0
+    created_ns: int = 0
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """Encode a manifest: header with CRC, then a msgpack map with short keys."""
+    body = msgpack.packb(
+        {
+            "jid": m.journal_id,
+            "gen": m.generation,
+            "hs": m.horizon_seq,
+            "ht": m.horizon_ts,
+            "c": m.created_ns,
+            "segs": [
+                {
+                    "b": s.base_seq,
+                    "s": s.sealed,
+                    "f": s.first_seq,
+                    "l": s.last_seq,
+                    "n": s.count,
+                    "t0": s.first_ts,
+                    "t1": s.last_ts,
+                    "len": s.length,
+                }
+                for s in m.segments
+            ],
+        },
+        use_bin_type=True,
+    )
+    head = _MANIFEST_HEADER.pack(MANIFEST_MAGIC, MANIFEST_VERSION, 0, len(body), zlib.crc32(body))
+    return head + body
+
+
+_MAX_MANIFEST = 64 << 20
+_U64 = (1 << 64) - 1
+
+
+def decode_manifest(data: bytes, path: str) -> Manifest:
+    """Decode and validate a manifest; any damage raises :class:`CorruptJournal`."""
+    if len(data) < _MANIFEST_HEADER.size:
+        raise CorruptJournal(path, 0, f"manifest is {len(data)} bytes, shorter than its header")
+    magic, version, _, body_len, crc = _MANIFEST_HEADER.unpack_from(data)
+    if magic != MANIFEST_MAGIC:
+        raise CorruptJournal(path, 0, f"bad manifest magic {magic!r}")
+    if version != MANIFEST_VERSION:
+        raise UnsupportedVersion(
+            path, 4, f"manifest version {version}; this build reads version {MANIFEST_VERSION}"
+        )
+    if body_len != len(data) - _MANIFEST_HEADER.size or body_len > _MAX_MANIFEST:
+        raise CorruptJournal(
+            path, 8, f"manifest body length {body_len} does not match the file ({len(data)} bytes)"
+        )
+    body = data[_MANIFEST_HEADER.size :]
+    if zlib.crc32(body) != crc:
+        raise CorruptJournal(path, 12, "manifest checksum mismatch")
+    try:
+        raw = unpack_bounded(body)
+        segs = tuple(
+            SegmentInfo(
+                base_seq=_int(s["b"]),
+                sealed=bool(s["s"]),
+                first_seq=_int(s.get("f", 0)),
+                last_seq=_int(s["l"]),
+                count=_int(s["n"]),
+                first_ts=_int(s["t0"], signed=True),
+                last_ts=_int(s["t1"], signed=True),
+                length=_int(s["len"]),
+            )
+            for s in raw["segs"]
+        )
+        m = Manifest(
+            journal_id=bytes(raw["jid"]),
+            generation=_int(raw["gen"]),
+            segments=segs,
+            horizon_seq=_int(raw.get("hs", 0)),
+            horizon_ts=_int(raw.get("ht", 0), signed=True),
+            created_ns=_int(raw.get("c", 0), signed=True),
+        )
+    except CorruptJournal:
+        raise
+    except Exception as exc:  # any shape error in the map is damage
+        raise CorruptJournal(path, _MANIFEST_HEADER.size, f"manifest body undecodable: {exc!r}") from exc
+    _check_manifest(m, path)
+    return m
+
+
+def _int(v: Any, signed: bool = False) -> int:
+    if type(v) is not int or (not signed and v < 0) or v > _U64:
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+def _check_manifest(m: Manifest, path: str) -> None:
+    if len(m.journal_id) != 16:
+        raise CorruptJournal(path, None, "manifest journal id is not 16 bytes")
+    if not m.segments:
+        raise CorruptJournal(path, None, "manifest lists no segments")
+    prev_last = 0
+    for i, s in enumerate(m.segments):
+        last = i == len(m.segments) - 1
+        if s.base_seq < 1 or s.base_seq <= prev_last:
+            raise CorruptJournal(path, None, f"segment {s.name}: base seq out of order")
+        if s.sealed:
+            if s.count and not (s.base_seq <= s.first_seq <= s.last_seq and s.first_ts <= s.last_ts):
+                raise CorruptJournal(path, None, f"segment {s.name}: impossible seq/time range")
+            if s.length < HEADER_SIZE:
+                raise CorruptJournal(path, None, f"segment {s.name}: impossible length {s.length}")
+            if s.count > s.length // RECORD_OVERHEAD:
+                raise CorruptJournal(path, None, f"segment {s.name}: impossible record count")
+            prev_last = max(prev_last, s.last_seq, s.base_seq - 1)
+        elif not last:
+            raise CorruptJournal(path, None, f"segment {s.name}: only the last segment may be unsealed")

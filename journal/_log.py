@@ -1,0 +1,894 @@
+"""The journal: segments listed by a manifest, durable group-committed appends,
+crash recovery, reads by seq and by time.
+
+Many processes may share one journal directory. Each commit takes an exclusive
+``flock`` on ``LOCK`` for its own duration only; under it the writer
+
+1. catches up: reloads the manifest if another process changed it and indexes
+   records other processes appended to the active segment;
+2. cuts a torn tail a crashed writer left (only a writer under the lock may:
+   for a reader an incomplete record may be a commit in progress);
+3. assigns seqs and timestamps, rolls to a new segment when the active one is
+   full, writes all records of the group with one ``pwrite``;
+4. makes them durable (``fdatasync`` under the default policy) and releases.
+
+Threads of one process that append at the same time share one commit: the
+first becomes the leader and commits everything queued (group commit).
+
+Readers take no lock. Before every read the journal looks at the manifest
+(one ``stat``) and at the active segment's tail, so appends by other
+processes become visible without reopening.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+from uuid import UUID
+
+import attrs
+
+from journal._codec import Codec
+from journal._errors import (
+    CorruptJournal,
+    InvalidArgument,
+    JournalBusy,
+    JournalClosed,
+    JournalError,
+    JournalPoisoned,
+    ReadOnlyJournal,
+    RecordNotFound,
+    RecordTooLarge,
+)
+from journal._format import (
+    HEADER_SIZE,
+    NO_SESSION,
+    RECORD_OVERHEAD,
+    Manifest,
+    ScanStop,
+    SegmentHeader,
+    SegmentInfo,
+    decode_manifest,
+    encode_manifest,
+    pack_header,
+    pack_record,
+    segment_name,
+)
+from journal._fs import OS, FileSystem
+from journal._segment import Record, Segment
+
+__all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "to_ns"]
+
+Durability = Literal["fsync", "flush", "none"]
+_DURABILITIES = ("fsync", "flush", "none")
+_SEGMENT_RE = re.compile(r"^(\d{20})\.agcx$")
+_MAX_MANIFEST_FILE = 64 << 20
+_QUARANTINE = "quarantine"
+
+
+@attrs.frozen
+class Entry:
+    """One event to append: its type, its msgpack-able payload, its session."""
+
+    event_type: int
+    payload: Any
+    session_id: UUID | None = None
+
+
+@attrs.frozen
+class JournalStatistics:
+    """A snapshot of the journal's size and extent (immutable)."""
+
+    journal_id: str
+    segments: int
+    sealed_segments: int
+    records: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    first_ts_ns: int
+    last_ts_ns: int
+    horizon_seq: int
+    horizon_ts_ns: int
+    durability: str
+    tail_cuts: int
+
+
+def to_ns(when: datetime | int) -> int:
+    """A timezone-aware datetime (or nanoseconds since the epoch) as nanoseconds."""
+    if isinstance(when, bool):
+        raise InvalidArgument("a time must be a timezone-aware datetime or nanoseconds")
+    if isinstance(when, int):
+        return when
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise InvalidArgument(
+                f"naive datetime {when.isoformat()}: give a timezone (e.g. tzinfo=timezone.utc)"
+            )
+        delta = when - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    raise InvalidArgument(f"a time must be a timezone-aware datetime, got {type(when).__name__}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class _Batch:
+    """Entries of one ``append_many`` call waiting for a group commit."""
+
+    __slots__ = ("done", "encoded", "error", "prepare", "seqs")
+
+    def __init__(
+        self,
+        encoded: list[tuple[int, bytes, int, bytes]],
+        prepare: Callable[[], Sequence[Entry]] | None,
+    ) -> None:
+        self.encoded = encoded
+        self.prepare = prepare
+        self.seqs: list[int] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class Journal:
+    """An append-only log of event records in AGCX segment files.
+
+    Open with :meth:`Journal.open`; use as a context manager or call
+    :meth:`close`. Every method is thread-safe.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        durability: Durability,
+        segment_size: int,
+        max_record_size: int,
+        max_payload_size: int,
+        compression_level: int,
+        readonly: bool,
+        lock_timeout: float,
+        preallocate: int,
+        fs: FileSystem,
+    ) -> None:
+        self.root = root
+        self.durability: Durability = durability
+        self.segment_size = segment_size
+        self.max_record_size = max_record_size
+        self.readonly = readonly
+        self.lock_timeout = lock_timeout
+        self.preallocate = preallocate
+        self._fs = fs
+        self._codec = Codec(level=compression_level, max_payload=max_payload_size)
+        self._seg_dir = os.path.join(root, "segments")
+        self._manifest_path = os.path.join(root, "MANIFEST")
+        self._lock_path = os.path.join(root, "LOCK")
+        self._lock_fd: int | None = None
+        self._manifest: Manifest | None = None
+        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._segs: list[Segment] = []
+        self._bases: list[int] = []
+        self._mutex = threading.RLock()  # guards the segment list and indexes
+        self._cv = threading.Condition(threading.Lock())  # guards the commit queue
+        self._queue: list[_Batch] = []
+        self._leader_active = False
+        self._in_commit = False
+        self._poisoned: BaseException | None = None
+        self._closed = False
+        self._tail_cuts = 0
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "fsync",
+        segment_size: int = 64 << 20,
+        max_record_size: int = 64 << 20,
+        max_payload_size: int | None = None,
+        compression_level: int = 3,
+        readonly: bool = False,
+        lock_timeout: float = 10.0,
+        preallocate: int = 1 << 20,
+        fs: FileSystem | None = None,
+    ) -> Journal:
+        """Open (creating unless ``readonly``) the journal in directory ``path``.
+
+        ``durability`` is what an append waits for before returning: ``fsync``
+        (on stable storage), ``flush`` (in the OS: survives a crash of this
+        process, not of the machine) or ``none`` (not even segment rolls and
+        manifest changes are synced). ``max_record_size`` bounds one record's
+        bytes on disk; ``max_payload_size`` (default 4x that) bounds a payload
+        after decompression. A writer recovers the tail on open; a read-only
+        journal never writes anything.
+        """
+        if durability not in _DURABILITIES:
+            raise InvalidArgument(f"durability must be one of {_DURABILITIES}, got {durability!r}")
+        if not isinstance(segment_size, int) or segment_size < 4096:
+            raise InvalidArgument(f"segment_size must be an int >= 4096, got {segment_size!r}")
+        if not isinstance(max_record_size, int) or not 64 <= max_record_size < 1 << 32:
+            raise InvalidArgument(f"max_record_size must be 64 .. 2**32-1, got {max_record_size!r}")
+        if max_payload_size is None:
+            max_payload_size = 4 * max_record_size
+        if lock_timeout <= 0:
+            raise InvalidArgument("lock_timeout must be positive")
+        j = cls(
+            os.fspath(path),
+            durability=durability,
+            segment_size=segment_size,
+            max_record_size=max_record_size,
+            max_payload_size=max_payload_size,
+            compression_level=compression_level,
+            readonly=readonly,
+            lock_timeout=lock_timeout,
+            preallocate=max(0, preallocate),
+            fs=fs or OS,
+        )
+        try:
+            j._open()
+        except BaseException:
+            j._release_fds()
+            raise
+        return j
+
+    def _open(self) -> None:
+        fs = self._fs
+        if self.readonly:
+            if not fs.is_regular(self._manifest_path):
+                raise JournalError(f"{self.root} is not an agcx journal (no MANIFEST)")
+            with self._mutex:
+                self._catch_up(writer=False)
+            return
+        for d in (self.root, self._seg_dir):
+            try:
+                fs.mkdir(d, 0o700)
+                fs.fsync_dir(os.path.dirname(os.path.abspath(d)))
+            except FileExistsError:
+                pass
+        self._lock_fd = fs.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock()
+        try:
+            if not fs.is_regular(self._manifest_path):
+                self._create()
+            with self._mutex:
+                self._catch_up(writer=True)
+                self._remove_leftovers()
+        finally:
+            self._unlock()
+
+    def _create(self) -> None:
+        """Start an empty journal: its first segment, then the manifest naming it."""
+        jid = os.urandom(16)
+        seg = self._new_segment_file(1, jid)
+        seg.close()
+        self._write_manifest(
+            Manifest(jid, 1, (SegmentInfo(base_seq=1),), created_ns=time.time_ns())
+        )
+
+    def close(self) -> None:
+        """Wait for commits in flight, then release every file."""
+        with self._cv:
+            while self._leader_active:
+                self._cv.wait()
+            self._closed = True
+        with self._mutex:
+            self._release_fds()
+
+    def _release_fds(self) -> None:
+        for s in self._segs:
+            s.close()
+        self._segs = []
+        self._bases = []
+        if self._lock_fd is not None:
+            self._fs.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the commit lock -----------------------------------------------------------------
+
+    def _lock(self) -> None:
+        fd = self._lock_fd
+        assert fd is not None
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.00005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() >= deadline:
+                raise JournalBusy(self._lock_path, self._lock_holder(), self.lock_timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+        # The holder's pid, for the JournalBusy message of whoever waits next.
+        os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _lock_holder(self) -> int | None:
+        try:
+            assert self._lock_fd is not None
+            return int(os.pread(self._lock_fd, 16, 0).strip() or b"0") or None
+        except (OSError, ValueError):
+            return None
+
+    # -- manifest and segments -----------------------------------------------------------
+
+    def _write_manifest(self, m: Manifest) -> None:
+        self._fs.write_file_atomic(
+            self._manifest_path, encode_manifest(m), sync=self.durability != "none"
+        )
+
+    def _new_segment_file(self, base_seq: int, journal_id: bytes) -> Segment:
+        """Create a segment holding only its header; file and directory made durable."""
+        path = os.path.join(self._seg_dir, segment_name(base_seq))
+        fs = self._fs
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        try:
+            fd = fs.open(path, flags, 0o600)
+        except FileExistsError:
+            # Not in the manifest (we hold the lock and it names no such segment):
+            # a leftover of a roll that crashed before its manifest switch.
+            fs.unlink(path)
+            fd = fs.open(path, flags, 0o600)
+        try:
+            header = pack_header(SegmentHeader(base_seq, time.time_ns(), journal_id))
+            fs.pwrite(fd, header, 0)
+            if self.durability != "none":
+                fs.fdatasync(fd)
+        finally:
+            fs.close(fd)
+        if self.durability != "none":
+            fs.fsync_dir(self._seg_dir)
+        seg = Segment(fs, path, base_seq, writable=True)
+        seg.read_header(journal_id)
+        seg.alloc_end = HEADER_SIZE
+        return seg
+
+    def _stat_manifest(self) -> tuple[int, int, int]:
+        try:
+            st = self._fs.stat(self._manifest_path)
+        except FileNotFoundError:
+            raise CorruptJournal(self._manifest_path, None, "MANIFEST is missing") from None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load_manifest(self) -> None:
+        stamp = self._stat_manifest()
+        try:
+            data = self._fs.read_file(self._manifest_path, _MAX_MANIFEST_FILE)
+        except OSError as exc:
+            raise CorruptJournal(self._manifest_path, None, f"cannot read: {exc}") from exc
+        m = decode_manifest(data, self._manifest_path)
+        old = self._manifest
+        if old is not None and m.journal_id != old.journal_id:
+            raise CorruptJournal(
+                self._manifest_path, None, "MANIFEST now belongs to another journal (journal id)"
+            )
+        self._apply_manifest(m)
+        self._manifest_stamp = stamp
+
+    def _apply_manifest(self, m: Manifest) -> None:
+        """Adopt manifest ``m``, reusing open segments whose file has not changed."""
+        old = {s.base_seq: s for s in self._segs}
+        segs: list[Segment] = []
+        fs = self._fs
+        for i, info in enumerate(m.segments):
+            path = os.path.join(self._seg_dir, info.name)
+            active = i == len(m.segments) - 1 and not info.sealed
+            seg = old.pop(info.base_seq, None)
+            if seg is not None:
+                try:
+                    same = fs.stat(path).st_ino == fs.fstat(seg.fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    seg.close()
+                    seg = None
+            if seg is None:
+                seg = Segment(fs, path, info.base_seq, writable=active and not self.readonly)
+                if active:
+                    seg.read_header(m.journal_id)
+            if info.sealed:
+                size = seg.file_size()
+                if size != info.length:
+                    raise CorruptJournal(
+                        path, min(size, info.length),
+                        f"sealed segment is {size} bytes, the manifest says {info.length}",
+                    )
+            elif active and not self.readonly and seg.alloc_end == 0:
+                seg.alloc_end = seg.file_size()
+            segs.append(seg)
+        for s in old.values():
+            s.close()
+        self._manifest = m
+        self._segs = segs
+        self._bases = [s.base_seq for s in segs]
+
+    def _info(self, i: int) -> SegmentInfo:
+        assert self._manifest is not None
+        return self._manifest.segments[i]
+
+    def _catch_up(self, *, writer: bool) -> None:
+        """Adopt other processes' changes; a writer (holding the lock) also cuts a torn tail.
+
+        Caller holds ``self._mutex``.
+        """
+        if self._manifest is None or self._stat_manifest() != self._manifest_stamp:
+            self._load_manifest()
+        assert self._manifest is not None
+        if self._manifest.segments[-1].sealed:
+            return
+        active = self._segs[-1]
+        stop = active.scan_forward(None, self.max_record_size)
+        if stop.kind != ScanStop.END and writer:
+            self._cut_tail(active, stop)
+
+    def _cut_tail(self, seg: Segment, stop: ScanStop) -> None:
+        """Cut the active segment back to its last whole record.
+
+        Only a writer holding the lock gets here, so no commit is in progress:
+        what follows the last whole record was left by a writer that died. It
+        was never acknowledged, but its bytes are kept in ``quarantine/`` for
+        inspection rather than destroyed.
+        """
+        fs = self._fs
+        cut = stop.offset
+        size = seg.file_size()
+        tail = fs.pread(seg.fd, size - cut, cut) if size > cut else b""
+        tail = tail.rstrip(b"\0")
+        if tail:
+            qdir = os.path.join(self.root, _QUARANTINE)
+            try:
+                fs.mkdir(qdir, 0o700)
+            except FileExistsError:
+                pass
+            name = f"{os.path.basename(seg.path)}.{cut}.{time.time_ns()}.tail"
+            fs.write_file_atomic(os.path.join(qdir, name), tail, sync=self.durability != "none")
+        fs.ftruncate(seg.fd, cut)
+        if self.durability != "none":
+            fs.fdatasync(seg.fd)
+        seg.alloc_end = cut
+        self._tail_cuts += 1
+
+    def _remove_leftovers(self) -> None:
+        """Remove segment files the manifest does not list and temp files of crashed writes.
+
+        Such a segment was created by a roll that crashed before its manifest
+        switch: nothing in it was ever acknowledged.
+        """
+        fs = self._fs
+        known = set(self._bases)
+        removed = False
+        for name in fs.listdir(self._seg_dir):
+            m = _SEGMENT_RE.match(name)
+            if (m and int(m.group(1)) not in known) or ".tmp." in name:
+                fs.unlink(os.path.join(self._seg_dir, name))
+                removed = True
+        for name in fs.listdir(self.root):
+            if name.startswith("MANIFEST.tmp."):
+                fs.unlink(os.path.join(self.root, name))
+                removed = True
+        if removed and self.durability != "none":
+            fs.fsync_dir(self._seg_dir)
+
+    def _ensure_indexed(self, i: int) -> None:
+        """Index sealed segment ``i`` completely, checking it against the manifest."""
+        seg = self._segs[i]
+        if seg.complete:
+            return
+        with self._mutex:
+            if seg.complete:
+                return
+            info = self._info(i)
+            if not info.sealed:
+                return
+            if seg.header is None:
+                assert self._manifest is not None
+                seg.read_header(self._manifest.journal_id)
+            stop = seg.scan_forward(info.length, self.max_record_size)
+            if stop.kind != ScanStop.END or stop.offset != info.length:
+                raise CorruptJournal(seg.path, stop.offset, f"sealed segment damaged: {stop.kind}")
+            if seg.count != info.count or (info.count and seg.last_seq != info.last_seq):
+                raise CorruptJournal(
+                    seg.path, None,
+                    f"sealed segment holds {seg.count} records up to seq {seg.last_seq}; "
+                    f"the manifest says {info.count} up to seq {info.last_seq}",
+                )
+            seg.complete = True
+
+    # -- appending -----------------------------------------------------------------------
+
+    def append(self, event_type: int, payload: Any, *, session_id: UUID | None = None) -> int:
+        """Append one event; return its seq once it is durable under the policy."""
+        return self.append_many([Entry(event_type, payload, session_id)])[0]
+
+    def append_many(
+        self,
+        entries: Iterable[Entry],
+        *,
+        prepare: Callable[[], Sequence[Entry]] | None = None,
+    ) -> list[int]:
+        """Append events atomically in order; return their seqs once durable.
+
+        ``prepare``, when given, is called under the commit lock after this
+        process has caught up with every other writer; the entries it returns
+        are written instead of ``entries``. It lets a caller decide what to
+        write from what the log really holds (a delta save is only written on
+        top of the base the log has). It may raise to abandon the append.
+        """
+        encoded = [self._encode(e) for e in entries]
+        batch = _Batch(encoded, prepare)
+        self._check_writable()
+        with self._cv:
+            self._queue.append(batch)
+            while not batch.done and self._leader_active:
+                self._cv.wait()
+            if not batch.done:
+                self._leader_active = True
+                group, self._queue = self._queue, []
+            else:
+                group = []
+        if group:
+            try:
+                self._commit(group)
+            finally:
+                with self._cv:
+                    for b in group:
+                        b.done = True
+                    self._leader_active = False
+                    self._cv.notify_all()
+        if batch.error is not None:
+            raise batch.error
+        return batch.seqs
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise JournalClosed(f"journal {self.root} is closed")
+        if self.readonly:
+            raise ReadOnlyJournal(f"journal {self.root} was opened read-only")
+        if self._poisoned is not None:
+            raise JournalPoisoned(
+                f"an earlier write or fsync failed ({self._poisoned}); reopen the journal "
+                f"{self.root} to continue from what is on disk"
+            ) from self._poisoned
+
+    def _encode(self, e: Entry) -> tuple[int, bytes, int, bytes]:
+        if not isinstance(e, Entry):
+            raise InvalidArgument(f"append takes Entry objects, got {type(e).__name__}")
+        if not isinstance(e.event_type, int) or not 0 <= e.event_type <= 0xFFFF:
+            raise InvalidArgument(f"event type must be 0..65535, got {e.event_type!r}")
+        if e.session_id is None:
+            session = NO_SESSION
+        elif isinstance(e.session_id, UUID):
+            session = e.session_id.bytes
+        else:
+            raise InvalidArgument(f"session_id must be a UUID, got {type(e.session_id).__name__}")
+        codec, data = self._codec.encode(e.payload)
+        size = RECORD_OVERHEAD - 8 + len(data)
+        if size > self.max_record_size:
+            raise RecordTooLarge(
+                f"record of {size} bytes exceeds max_record_size {self.max_record_size}; "
+                "nothing was written"
+            )
+        return (e.event_type, session, codec, data)
+
+    def _commit(self, group: list[_Batch]) -> None:
+        """Leader: write every batch in ``group`` under one lock hold and one sync."""
+        try:
+            self._check_writable()
+            self._lock()
+        except BaseException as exc:
+            for b in group:
+                b.error = exc
+            return
+        try:
+            with self._mutex:
+                self._in_commit = True
+                self._catch_up(writer=True)
+            for b in group:
+                if b.prepare is not None:
+                    try:
+                        b.encoded = [self._encode(e) for e in b.prepare()]
+                    except BaseException as exc:
+                        b.error = exc
+            live = [b for b in group if b.error is None]
+            self._write_group(live)
+        except OSError as exc:
+            self._poisoned = exc
+            err = JournalPoisoned(f"write to journal {self.root} failed: {exc}; reopen it")
+            err.__cause__ = exc
+            for b in group:
+                if b.error is None:
+                    b.error = err
+        except BaseException as exc:
+            for b in group:
+                if b.error is None:
+                    b.error = exc
+        finally:
+            with self._mutex:
+                self._in_commit = False
+            try:
+                self._unlock()
+            except OSError:
+                pass
+
+    def _write_group(self, group: list[_Batch]) -> None:
+        assert self._manifest is not None
+        if self._manifest.segments[-1].sealed:
+            self._roll()
+        active = self._segs[-1]
+        seq = active.last_seq
+        last_ts = active.last_ts if active.count else self._last_ts_sealed()
+        pending: list[bytes] = []
+        notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
+        pos = active.scanned_to
+        for b in group:
+            for etype, session, codec, data in b.encoded:
+                frame_len = RECORD_OVERHEAD + len(data)
+                if pos + frame_len > self.segment_size and (active.count or pending):
+                    self._flush(active, pending, notes)
+                    pending, notes = [], []
+                    active = self._roll()
+                    pos = active.scanned_to
+                seq += 1
+                now = time.time_ns()
+                last_ts = now if now > last_ts else last_ts
+                pending.append(pack_record(seq, last_ts, etype, codec, session, data))
+                notes.append((pos, frame_len - 8, seq, last_ts))
+                pos += frame_len
+                b.seqs.append(seq)
+        self._flush(active, pending, notes)
+
+    def _flush(
+        self, seg: Segment, pending: list[bytes], notes: list[tuple[int, int, int, int]]
+    ) -> None:
+        """Write records to ``seg`` in one call, sync them per policy, then index them."""
+        if not pending:
+            return
+        data = b"".join(pending)
+        start = seg.scanned_to
+        end = start + len(data)
+        if self.preallocate and end > seg.alloc_end:
+            # Extend with zeros past the data: later appends overwrite them
+            # without changing the file size, so their fdatasync is cheaper.
+            new_end = max(end, min(seg.alloc_end + self.preallocate, self.segment_size))
+            data += bytes(new_end - end)
+            seg.alloc_end = new_end
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += self._fs.pwrite(seg.fd, view[written:], start + written)
+        if self.durability == "fsync":
+            self._fs.fdatasync(seg.fd)
+        with self._mutex:
+            for offset, body_len, seq, ts in notes:
+                seg.note(offset, body_len, seq, ts)
+            seg.alloc_end = max(seg.alloc_end, end)
+
+    def _last_ts_sealed(self) -> int:
+        assert self._manifest is not None
+        return max((s.last_ts for s in self._manifest.segments if s.sealed), default=0)
+
+    def _roll(self) -> Segment:
+        """Seal the active segment and start a new one, entered in the manifest first."""
+        assert self._manifest is not None
+        m = self._manifest
+        infos = list(m.segments)
+        old = self._segs[-1]
+        if not infos[-1].sealed:
+            # Drop the preallocated zeros: a sealed segment is exactly its data.
+            self._fs.ftruncate(old.fd, old.scanned_to)
+            if self.durability != "none":
+                self._fs.fdatasync(old.fd)
+            infos[-1] = SegmentInfo(
+                base_seq=old.base_seq,
+                sealed=True,
+                first_seq=old.first_seq,
+                last_seq=old.last_seq,
+                count=old.count,
+                first_ts=old.first_ts,
+                last_ts=old.last_ts,
+                length=old.scanned_to,
+            )
+        last_seq = max(old.last_seq, infos[-1].last_seq)
+        new = self._new_segment_file(last_seq + 1, m.journal_id)
+        new_m = attrs.evolve(
+            m,
+            generation=m.generation + 1,
+            segments=(*infos, SegmentInfo(base_seq=new.base_seq)),
+        )
+        try:
+            self._write_manifest(new_m)
+        except BaseException:
+            new.close()
+            raise
+        with self._mutex:
+            old.complete = True
+            self._manifest = new_m
+            self._manifest_stamp = self._stat_manifest()
+            self._segs = [*self._segs, new]
+            self._bases = [*self._bases, new.base_seq]
+            new.last_ts = 0
+        return new
+
+    # -- reading -------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Pick up what other processes appended; return the last seq."""
+        if self._closed:
+            raise JournalClosed(f"journal {self.root} is closed")
+        with self._mutex:
+            # While this process commits it holds the lock: nobody else can
+            # append, and its own records are indexed when the commit ends.
+            if not self._in_commit:
+                self._catch_up(writer=False)
+            return self._segs[-1].last_seq if self._segs else 0
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last whole record (0 for an empty journal)."""
+        return self.refresh()
+
+    @property
+    def journal_id(self) -> bytes:
+        assert self._manifest is not None
+        return self._manifest.journal_id
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as last read (after a :meth:`refresh`)."""
+        assert self._manifest is not None
+        return self._manifest
+
+    def decode(self, record: Record) -> Any:
+        """The payload of ``record``, decoded within the journal's bounds."""
+        try:
+            return self._codec.decode(record.codec, record.payload)
+        except JournalError as exc:
+            path = os.path.join(self._seg_dir, segment_name(record.segment))
+            raise CorruptJournal(path, record.offset, f"seq {record.seq}: {exc}") from exc
+
+    def read(self, seq: int) -> Record:
+        """The record with this seq; :class:`RecordNotFound` if there is none."""
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise InvalidArgument(f"seq must be an int, got {type(seq).__name__}")
+        last = self.refresh()
+        if not 1 <= seq <= last:
+            raise RecordNotFound(f"no record with seq {seq} (last seq is {last})")
+        segs, infos = self._snapshot()
+        i = bisect_right([s.base_seq for s in segs], seq) - 1
+        if i < 0:
+            raise RecordNotFound(f"no record with seq {seq} (folded by compaction)")
+        seg = segs[i]
+        if infos[i].sealed:
+            self._ensure_indexed(i)
+        stop: list[ScanStop] = []
+        limit = infos[i].length if infos[i].sealed else None
+        for rec in seg.records(seg.offset_for_seq(seq), seq, self.max_record_size, limit, stop):
+            if rec.seq == seq:
+                return rec
+        raise RecordNotFound(f"no record with seq {seq}")
+
+    def _snapshot(self) -> tuple[list[Segment], tuple[SegmentInfo, ...]]:
+        with self._mutex:
+            assert self._manifest is not None
+            return list(self._segs), self._manifest.segments
+
+    def scan(
+        self,
+        *,
+        from_seq: int | None = None,
+        until_seq: int | None = None,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> Iterator[Record]:
+        """Yield records in seq order, bounds inclusive.
+
+        ``since``/``until`` are timezone-aware datetimes or nanoseconds. The
+        records visible are those present when the scan starts; header fields
+        are read without decompressing payloads.
+        """
+        last = self.refresh()
+        if until_seq is not None:
+            last = min(last, until_seq)
+        since_ns = None if since is None else to_ns(since)
+        until_ns = None if until is None else to_ns(until)
+        segs, infos = self._snapshot()
+        start_i = 0
+        if from_seq is not None:
+            start_i = max(0, bisect_right([s.base_seq for s in segs], from_seq) - 1)
+        if since_ns is not None:
+            while start_i < len(segs) - 1 and infos[start_i].sealed and (
+                infos[start_i].last_ts < since_ns or infos[start_i].count == 0
+            ):
+                start_i += 1
+        for i in range(start_i, len(segs)):
+            seg, info = segs[i], infos[i]
+            if seg.base_seq > last:
+                return
+            if info.sealed:
+                self._ensure_indexed(i)
+                if info.count == 0:
+                    continue
+            if i == start_i and from_seq is not None and from_seq > seg.base_seq:
+                start = seg.offset_for_seq(from_seq)
+            elif i == start_i and since_ns is not None:
+                start = seg.offset_for_ts(since_ns)
+            else:
+                start = (HEADER_SIZE, seg.base_seq - 1, 0)
+            stop: list[ScanStop] = []
+            limit = info.length if info.sealed else None
+            for rec in seg.records(start, last, self.max_record_size, limit, stop):
+                if from_seq is not None and rec.seq < from_seq:
+                    continue
+                if since_ns is not None and rec.ts_ns < since_ns:
+                    continue
+                if until_ns is not None and rec.ts_ns > until_ns:
+                    return
+                yield rec
+            if info.sealed and stop and stop[0].kind != ScanStop.END:
+                raise CorruptJournal(seg.path, stop[0].offset, f"sealed segment damaged: {stop[0].kind}")
+
+    def statistics(self) -> JournalStatistics:
+        """Counts and extent of the journal, as of now."""
+        self.refresh()
+        segs, infos = self._snapshot()
+        assert self._manifest is not None
+        m = self._manifest
+        records = 0
+        size = 0
+        first_seq = first_ts = 0
+        for seg, info in zip(segs, infos, strict=True):
+            count = info.count if info.sealed else seg.count
+            length = info.length if info.sealed else seg.scanned_to
+            records += count
+            size += length
+            if count and not first_seq:
+                first_seq = info.first_seq if info.sealed else seg.first_seq
+                first_ts = info.first_ts if info.sealed else seg.first_ts
+        active = segs[-1]
+        last_ts = active.last_ts if active.count else self._last_ts_sealed()
+        return JournalStatistics(
+            journal_id=m.journal_id.hex(),
+            segments=len(segs),
+            sealed_segments=sum(1 for i in infos if i.sealed),
+            records=records,
+            bytes=size,
+            first_seq=first_seq,
+            last_seq=active.last_seq,
+            first_ts_ns=first_ts,
+            last_ts_ns=last_ts,
+            horizon_seq=m.horizon_seq,
+            horizon_ts_ns=m.horizon_ts,
+            durability=self.durability,
+            tail_cuts=self._tail_cuts,
+        )

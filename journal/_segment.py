@@ -1,0 +1,249 @@
+"""One segment file: its header, its sparse seq -> offset index, reading records.
+
+A segment is append-only while it is the active one and immutable once sealed.
+This module knows how to find whole records in it and where its data ends; the
+log (``_log.py``) decides what a stop in the middle means (a torn tail to cut,
+or corruption to report).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator
+from uuid import UUID
+
+import attrs
+
+from journal._errors import CorruptJournal
+from journal._format import (
+    FRAME_HEADER,
+    HEADER_SIZE,
+    RECORD_OVERHEAD,
+    Frame,
+    ScanStop,
+    SegmentHeader,
+    iter_frames,
+    unpack_header,
+)
+from journal._fs import FileSystem
+
+__all__ = ["Record", "Segment"]
+
+_CHUNK = 1 << 20
+_FIRST_CHUNK = 16 << 10
+_INDEX_EVERY = 4096  # bytes between sparse index entries
+_NO_SESSION = bytes(16)
+
+
+@attrs.frozen(slots=True)
+class Record:
+    """One record as stored: the clear header and the still-encoded payload.
+
+    The header fields (seq, time, event type, session) are available without
+    decompressing anything; :meth:`journal.Journal.decode` turns ``payload``
+    into the event's data.
+    """
+
+    seq: int
+    ts_ns: int
+    event_type: int
+    session: bytes
+    codec: int
+    payload: bytes
+    segment: int
+    offset: int
+
+    @property
+    def session_id(self) -> UUID | None:
+        """The session this record belongs to, or ``None``."""
+        return None if self.session == _NO_SESSION else UUID(bytes=self.session)
+
+    @property
+    def size(self) -> int:
+        """Bytes the record takes in its segment, frame header included."""
+        return RECORD_OVERHEAD + len(self.payload)
+
+
+class Segment:
+    """An open segment file and what has been learnt of it by scanning.
+
+    ``scanned_to`` is the file offset just past the last whole record indexed;
+    ``last_seq``/``last_ts`` are that record's. The index keeps one entry per
+    ``_INDEX_EVERY`` bytes, so finding a seq reads at most a few KiB.
+    """
+
+    def __init__(self, fs: FileSystem, path: str, base_seq: int, *, writable: bool) -> None:
+        self.fs = fs
+        self.path = path
+        self.base_seq = base_seq
+        self.writable = writable
+        flags = os.O_RDWR if writable else os.O_RDONLY
+        try:
+            self.fd = fs.open(path, flags)
+        except FileNotFoundError:
+            raise CorruptJournal(path, None, "segment listed in the manifest is missing") from None
+        except OSError as exc:
+            raise CorruptJournal(path, None, f"segment cannot be opened: {exc}") from exc
+        # Closing the fd when the last reference goes lets a scan that still
+        # holds a segment replaced by compaction finish its read.
+        self._finalizer = weakref.finalize(self, _close_quietly, fs, self.fd)
+        self.header: SegmentHeader | None = None
+        self.idx_seq = array("q")
+        self.idx_ts = array("q")
+        self.idx_off = array("q")
+        self.scanned_to = HEADER_SIZE
+        self.first_seq = 0
+        self.first_ts = 0
+        self.last_seq = base_seq - 1
+        self.last_ts = 0
+        self.count = 0
+        self.complete = False  # sealed and scanned to its end
+        self.alloc_end = 0  # writer: file length including preallocated zeros
+        self._last_indexed_off = -_INDEX_EVERY
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def file_size(self) -> int:
+        return self.fs.fstat(self.fd).st_size
+
+    def read_header(self, journal_id: bytes | None) -> SegmentHeader:
+        data = self.fs.pread(self.fd, HEADER_SIZE, 0)
+        h = unpack_header(data, self.path)
+        if h.base_seq != self.base_seq:
+            raise CorruptJournal(
+                self.path, 8, f"header says base seq {h.base_seq}, file name says {self.base_seq}"
+            )
+        if journal_id is not None and h.journal_id != journal_id:
+            raise CorruptJournal(self.path, 24, "segment belongs to another journal (journal id)")
+        self.header = h
+        return h
+
+    # -- scanning ------------------------------------------------------------------------
+
+    def frames(
+        self,
+        start: int,
+        limit: int | None,
+        max_record_size: int,
+        prev_seq: int,
+        prev_ts: int,
+        stop: list[ScanStop],
+        first_chunk: int = _CHUNK,
+    ) -> Iterator[tuple[Frame, bytes]]:
+        """Yield ``(frame, buffer)`` for the whole records from ``start``.
+
+        Reads in chunks; a record that straddles a chunk is re-read whole.
+        ``limit`` bounds the bytes read (a sealed segment's length). Exactly
+        one :class:`ScanStop` is appended to ``stop`` when the data ends.
+        """
+        pos = start
+        end_limit = limit if limit is not None else None
+        want = first_chunk
+        while True:
+            if end_limit is not None:
+                want = min(want, end_limit - pos)
+                if want <= 0:
+                    stop.append(ScanStop(ScanStop.END, pos))
+                    return
+            buf = self.fs.pread(self.fd, want, pos)
+            inner: list[ScanStop] = []
+            progressed = pos
+            for fr in iter_frames(buf, 0, pos, max_record_size, prev_seq, prev_ts, inner):
+                yield fr, buf
+                prev_seq, prev_ts = fr[2], fr[3]
+                progressed = fr[0] + 8 + fr[1]
+            st = inner[0]
+            at_boundary = len(buf) == want and st.kind in (ScanStop.SHORT_HEADER, ScanStop.SHORT_BODY)
+            if not at_boundary:
+                stop.append(st)
+                return
+            if progressed == pos:
+                # The record at pos is longer than what was read: read it whole.
+                rel = st.offset - pos
+                if len(buf) - rel >= 8:
+                    (body_len, _) = FRAME_HEADER.unpack_from(buf, rel)
+                    want = max(want * 2, 8 + body_len)
+                else:
+                    want = want * 2
+            else:
+                want = _CHUNK
+            pos = progressed
+
+    def note(self, offset: int, body_len: int, seq: int, ts: int) -> None:
+        """Account one whole record found (or written) at ``offset``."""
+        if self.count == 0:
+            self.first_seq = seq
+            self.first_ts = ts
+        if offset - self._last_indexed_off >= _INDEX_EVERY:
+            self.idx_seq.append(seq)
+            self.idx_ts.append(ts)
+            self.idx_off.append(offset)
+            self._last_indexed_off = offset
+        self.count += 1
+        self.last_seq = seq
+        self.last_ts = ts
+        self.scanned_to = offset + 8 + body_len
+
+    def scan_forward(self, limit: int | None, max_record_size: int) -> ScanStop:
+        """Index every whole record after ``scanned_to``; return why it stopped."""
+        stop: list[ScanStop] = []
+        # A small first read: at the tail of an active segment there is usually
+        # nothing new, and reading a whole chunk of preallocated zeros would cost more.
+        for fr, _ in self.frames(
+            self.scanned_to, limit, max_record_size, self.last_seq, self.last_ts, stop,
+            first_chunk=_FIRST_CHUNK,
+        ):
+            self.note(fr[0], fr[1], fr[2], fr[3])
+        return stop[0]
+
+    def offset_for_seq(self, seq: int) -> tuple[int, int, int]:
+        """Where to start reading to find ``seq``: ``(offset, prev_seq, prev_ts)``."""
+        i = bisect_right(self.idx_seq, seq) - 1
+        if i < 0:
+            return HEADER_SIZE, self.base_seq - 1, 0
+        return self.idx_off[i], self.idx_seq[i] - 1, self.idx_ts[i]
+
+    def offset_for_ts(self, ts: int) -> tuple[int, int, int]:
+        """Where to start reading to find the first record at or after ``ts``."""
+        # The last index entry strictly before ts: records between it and ts are skipped by reading.
+        i = bisect_right(self.idx_ts, ts - 1) - 1
+        if i < 0:
+            return HEADER_SIZE, self.base_seq - 1, 0
+        return self.idx_off[i], self.idx_seq[i] - 1, self.idx_ts[i]
+
+    def records(
+        self,
+        start: tuple[int, int, int],
+        until_seq: int,
+        max_record_size: int,
+        limit: int | None,
+        stop: list[ScanStop],
+    ) -> Iterator[Record]:
+        """Yield records from ``start`` (an ``offset_for_*`` answer) up to ``until_seq``.
+
+        When the data ends before ``until_seq`` the reason is appended to ``stop``.
+        """
+        offset, prev_seq, prev_ts = start
+        base = self.base_seq
+        for fr, buf in self.frames(
+            offset, limit, max_record_size, prev_seq, prev_ts, stop, first_chunk=_FIRST_CHUNK
+        ):
+            if fr[2] > until_seq:
+                return
+            pstart = fr[7]
+            yield Record(
+                fr[2], fr[3], fr[4], fr[6], fr[5],
+                buf[pstart : pstart + fr[1] - (RECORD_OVERHEAD - 8)],
+                base, fr[0],
+            )
+
+
+def _close_quietly(fs: FileSystem, fd: int) -> None:
+    try:
+        fs.close(fd)
+    except OSError:
+        pass
