@@ -1437,11 +1437,17 @@ def messages_to_wire(messages: Iterable[MessageSnapshot]) -> list[dict[str, Any]
 
 def messages_from_wire(w: object) -> tuple[MessageSnapshot, ...]:
     """Inverse of :func:`messages_to_wire`; raises :class:`CorruptPayload`."""
+    # On failure, len(out) is the index of the message that failed.
+    out: list[MessageSnapshot] = []
     try:
-        items = _list(w)
+        for m in _list(w):
+            out.append(_snapshot_from_wire(_map(m)))
+        return tuple(out)
     except CorruptPayload as exc:
-        raise CorruptPayload(f"malformed message list payload: {exc}") from exc
-    return tuple(_guard(f"message #{i}", _snapshot_from_wire, m) for i, m in enumerate(items))
+        raise CorruptPayload(f"malformed message #{len(out)} payload: {exc}") from exc
+    except _WIRE_ERRORS as exc:
+        detail = f"missing key {exc}" if type(exc) is KeyError else str(exc)
+        raise CorruptPayload(f"malformed message #{len(out)} payload: {detail}") from exc
 
 
 def mode_history_to_wire(mh: tuple[tuple[OperatingMode, datetime], ...]) -> list[Any]:
