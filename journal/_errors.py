@@ -47,8 +47,8 @@ class CorruptJournal(JournalError):
         self.reason = reason
         where = path if offset is None else f"{path} at offset {offset}"
         super().__init__(
-            f"corrupt journal: {where}: {reason} "
-            "(run `agcx verify` for a full report, `agcx recover --salvage` to copy what is readable)"
+            f"corrupt journal: {where}: {reason} (run `agcx verify` for a full report, "
+            "`agcx recover --salvage` to copy what is readable)"
         )
 
 

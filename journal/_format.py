@@ -100,8 +100,15 @@ class SegmentHeader:
 def pack_header(h: SegmentHeader) -> bytes:
     """Encode a segment header (64 bytes, CRC included)."""
     head = _HEADER.pack(
-        MAGIC, VERSION, HEADER_SIZE, h.base_seq, h.created_ns, h.journal_id, h.flags,
-        h.dict_id, bytes(12),
+        MAGIC,
+        VERSION,
+        HEADER_SIZE,
+        h.base_seq,
+        h.created_ns,
+        h.journal_id,
+        h.flags,
+        h.dict_id,
+        bytes(12),
     )
     return head + _CRC.pack(zlib.crc32(head))
 
@@ -109,7 +116,9 @@ def pack_header(h: SegmentHeader) -> bytes:
 def unpack_header(data: bytes, path: str) -> SegmentHeader:
     """Decode and check a segment header; damage raises :class:`CorruptJournal`."""
     if len(data) < HEADER_SIZE:
-        raise CorruptJournal(path, 0, f"segment header is {len(data)} bytes, expected {HEADER_SIZE}")
+        raise CorruptJournal(
+            path, 0, f"segment header is {len(data)} bytes, expected {HEADER_SIZE}"
+        )
     magic, version, header_len, base_seq, created, jid, flags, dict_id, _ = _HEADER.unpack_from(
         data
     )
@@ -263,7 +272,7 @@ class Manifest:
 
 def encode_manifest(m: Manifest) -> bytes:
     """Encode a manifest: header with CRC, then a msgpack map with short keys."""
-    body = msgpack.packb(
+    body: bytes = msgpack.packb(
         {
             "jid": m.journal_id,
             "gen": m.generation,
@@ -338,7 +347,9 @@ def decode_manifest(data: bytes, path: str) -> Manifest:
     except CorruptJournal:
         raise
     except Exception as exc:  # any shape error in the map is damage
-        raise CorruptJournal(path, _MANIFEST_HEADER.size, f"manifest body undecodable: {exc!r}") from exc
+        raise CorruptJournal(
+            path, _MANIFEST_HEADER.size, f"manifest body undecodable: {exc!r}"
+        ) from exc
     _check_manifest(m, path)
     return m
 
@@ -360,7 +371,9 @@ def _check_manifest(m: Manifest, path: str) -> None:
         if s.base_seq < 1 or s.base_seq <= prev_last:
             raise CorruptJournal(path, None, f"segment {s.name}: base seq out of order")
         if s.sealed:
-            if s.count and not (s.base_seq <= s.first_seq <= s.last_seq and s.first_ts <= s.last_ts):
+            if s.count and not (
+                s.base_seq <= s.first_seq <= s.last_seq and s.first_ts <= s.last_ts
+            ):
                 raise CorruptJournal(path, None, f"segment {s.name}: impossible seq/time range")
             if s.length < HEADER_SIZE:
                 raise CorruptJournal(path, None, f"segment {s.name}: impossible length {s.length}")
@@ -368,4 +381,6 @@ def _check_manifest(m: Manifest, path: str) -> None:
                 raise CorruptJournal(path, None, f"segment {s.name}: impossible record count")
             prev_last = max(prev_last, s.last_seq, s.base_seq - 1)
         elif not last:
-            raise CorruptJournal(path, None, f"segment {s.name}: only the last segment may be unsealed")
+            raise CorruptJournal(
+                path, None, f"segment {s.name}: only the last segment may be unsealed"
+            )

@@ -8,6 +8,7 @@ model a file whose unsynced tail was lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as _stat
 
@@ -97,10 +98,8 @@ class FileSystem:
                 self.fsync(fd)
         except BaseException:
             self.close(fd)
-            try:
+            with contextlib.suppress(OSError):
                 self.unlink(tmp)
-            except OSError:
-                pass
             raise
         self.close(fd)
         self.rename(tmp, path)

@@ -22,6 +22,7 @@ processes become visible without reopening.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -30,7 +31,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 from uuid import UUID
@@ -119,7 +120,7 @@ def to_ns(when: datetime | int) -> int:
     raise InvalidArgument(f"a time must be a timezone-aware datetime, got {type(when).__name__}")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Batch:
@@ -250,7 +251,12 @@ class Journal:
             with self._mutex:
                 self._catch_up(writer=False)
             return
-        for d in (self.root, self._seg_dir):
+        missing = []
+        d = os.path.abspath(self.root)
+        while not os.path.isdir(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        for d in [*reversed(missing), self._seg_dir]:
             try:
                 fs.mkdir(d, 0o700)
                 fs.fsync_dir(os.path.dirname(os.path.abspath(d)))
@@ -421,7 +427,8 @@ class Journal:
                 size = seg.file_size()
                 if size != info.length:
                     raise CorruptJournal(
-                        path, min(size, info.length),
+                        path,
+                        min(size, info.length),
                         f"sealed segment is {size} bytes, the manifest says {info.length}",
                     )
             elif active and not self.readonly and seg.alloc_end == 0:
@@ -467,10 +474,8 @@ class Journal:
         tail = tail.rstrip(b"\0")
         if tail:
             qdir = os.path.join(self.root, _QUARANTINE)
-            try:
+            with contextlib.suppress(FileExistsError):
                 fs.mkdir(qdir, 0o700)
-            except FileExistsError:
-                pass
             name = f"{os.path.basename(seg.path)}.{cut}.{time.time_ns()}.tail"
             fs.write_file_atomic(os.path.join(qdir, name), tail, sync=self.durability != "none")
         fs.ftruncate(seg.fd, cut)
@@ -519,7 +524,8 @@ class Journal:
                 raise CorruptJournal(seg.path, stop.offset, f"sealed segment damaged: {stop.kind}")
             if seg.count != info.count or (info.count and seg.last_seq != info.last_seq):
                 raise CorruptJournal(
-                    seg.path, None,
+                    seg.path,
+                    None,
                     f"sealed segment holds {seg.count} records up to seq {seg.last_seq}; "
                     f"the manifest says {info.count} up to seq {info.last_seq}",
                 )
@@ -636,10 +642,8 @@ class Journal:
         finally:
             with self._mutex:
                 self._in_commit = False
-            try:
+            with contextlib.suppress(OSError):
                 self._unlock()
-            except OSError:
-                pass
 
     def _write_group(self, group: list[_Batch]) -> None:
         assert self._manifest is not None
@@ -827,8 +831,10 @@ class Journal:
         if from_seq is not None:
             start_i = max(0, bisect_right([s.base_seq for s in segs], from_seq) - 1)
         if since_ns is not None:
-            while start_i < len(segs) - 1 and infos[start_i].sealed and (
-                infos[start_i].last_ts < since_ns or infos[start_i].count == 0
+            while (
+                start_i < len(segs) - 1
+                and infos[start_i].sealed
+                and (infos[start_i].last_ts < since_ns or infos[start_i].count == 0)
             ):
                 start_i += 1
         for i in range(start_i, len(segs)):
@@ -856,7 +862,9 @@ class Journal:
                     return
                 yield rec
             if info.sealed and stop and stop[0].kind != ScanStop.END:
-                raise CorruptJournal(seg.path, stop[0].offset, f"sealed segment damaged: {stop[0].kind}")
+                raise CorruptJournal(
+                    seg.path, stop[0].offset, f"sealed segment damaged: {stop[0].kind}"
+                )
 
     def statistics(self) -> JournalStatistics:
         """Counts and extent of the journal, as of now."""

@@ -8,6 +8,7 @@ or corruption to report).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from array import array
@@ -157,7 +158,11 @@ class Segment:
                 prev_seq, prev_ts = fr[2], fr[3]
                 progressed = fr[0] + 8 + fr[1]
             st = inner[0]
-            at_boundary = len(buf) == want and st.kind in (ScanStop.SHORT_HEADER, ScanStop.SHORT_BODY)
+            at_boundary = (
+                len(buf) == want
+                and (end_limit is None or pos + want < end_limit)
+                and st.kind in (ScanStop.SHORT_HEADER, ScanStop.SHORT_BODY)
+            )
             if not at_boundary:
                 stop.append(st)
                 return
@@ -194,7 +199,12 @@ class Segment:
         # A small first read: at the tail of an active segment there is usually
         # nothing new, and reading a whole chunk of preallocated zeros would cost more.
         for fr, _ in self.frames(
-            self.scanned_to, limit, max_record_size, self.last_seq, self.last_ts, stop,
+            self.scanned_to,
+            limit,
+            max_record_size,
+            self.last_seq,
+            self.last_ts,
+            stop,
             first_chunk=_FIRST_CHUNK,
         ):
             self.note(fr[0], fr[1], fr[2], fr[3])
@@ -236,14 +246,17 @@ class Segment:
                 return
             pstart = fr[7]
             yield Record(
-                fr[2], fr[3], fr[4], fr[6], fr[5],
+                fr[2],
+                fr[3],
+                fr[4],
+                fr[6],
+                fr[5],
                 buf[pstart : pstart + fr[1] - (RECORD_OVERHEAD - 8)],
-                base, fr[0],
+                base,
+                fr[0],
             )
 
 
 def _close_quietly(fs: FileSystem, fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fs.close(fd)
-    except OSError:
-        pass
