@@ -117,7 +117,7 @@ def unpack_bounded(raw: bytes) -> Any:
         return msgpack.unpackb(
             raw,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=False,  # legacy unknown items may carry non-str keys
             max_str_len=n,
             max_bin_len=n,
             max_array_len=n,
