@@ -3,6 +3,9 @@
 The public API is re-exported here; everything else lives in private modules.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from journal._errors import (
     CheckpointNotFound,
     CorruptJournal,
@@ -19,18 +22,94 @@ from journal._errors import (
     SessionNotFound,
     UnsupportedVersion,
 )
+from journal._events import EventType
 from journal._fs import FileSystem
 from journal._log import Durability, Entry, Journal, JournalStatistics
+from journal._model import (
+    AstIndexState,
+    CheckpointMetadata,
+    ContentItem,
+    ConversationContext,
+    ConversationSnapshot,
+    EmbeddingCacheState,
+    FileContext,
+    FilterSettings,
+    FunctionCall,
+    FunctionCallOutput,
+    InputImage,
+    InputText,
+    LocalShellAction,
+    LocalShellCall,
+    Message,
+    MessageMetadata,
+    MessageSnapshot,
+    OperatingMode,
+    OutputText,
+    Reasoning,
+    ReasoningSummary,
+    ResponseItem,
+    SessionMetadata,
+    SessionState,
+    SummaryText,
+    ToolCallMetadata,
+    UnknownContent,
+    UnknownItem,
+    UnknownSummary,
+    item_from_json,
+    item_to_json,
+)
 from journal._segment import Record
 
+if TYPE_CHECKING:
+    from journal._aio import AsyncPointInTimeView, AsyncSessionStore
+    from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
+
+# The store stands above the projections, which import the journal core: it is
+# loaded on first use so that ``import projections`` and ``import journal``
+# work in either order.
+_LAZY = {
+    "AsyncPointInTimeView": "journal._aio",
+    "AsyncSessionStore": "journal._aio",
+    "HistoryEntry": "journal._store",
+    "PointInTimeView": "journal._store",
+    "SessionStore": "journal._store",
+    "StoreStatistics": "journal._store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'journal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "AstIndexState",
+    "AsyncPointInTimeView",
+    "AsyncSessionStore",
+    "CheckpointMetadata",
     "CheckpointNotFound",
+    "ContentItem",
+    "ConversationContext",
+    "ConversationSnapshot",
     "CorruptJournal",
     "CorruptPayload",
     "Durability",
+    "EmbeddingCacheState",
     "Entry",
+    "EventType",
+    "FileContext",
     "FileSystem",
+    "FilterSettings",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "HistoryEntry",
     "HorizonError",
+    "InputImage",
+    "InputText",
     "InvalidArgument",
     "Journal",
     "JournalBusy",
@@ -38,10 +117,32 @@ __all__ = [
     "JournalError",
     "JournalPoisoned",
     "JournalStatistics",
+    "LocalShellAction",
+    "LocalShellCall",
+    "Message",
+    "MessageMetadata",
+    "MessageSnapshot",
+    "OperatingMode",
+    "OutputText",
+    "PointInTimeView",
     "ReadOnlyJournal",
+    "Reasoning",
+    "ReasoningSummary",
     "Record",
     "RecordNotFound",
     "RecordTooLarge",
+    "ResponseItem",
+    "SessionMetadata",
     "SessionNotFound",
+    "SessionState",
+    "SessionStore",
+    "StoreStatistics",
+    "SummaryText",
+    "ToolCallMetadata",
+    "UnknownContent",
+    "UnknownItem",
+    "UnknownSummary",
     "UnsupportedVersion",
+    "item_from_json",
+    "item_to_json",
 ]

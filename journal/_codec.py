@@ -22,7 +22,7 @@ import zstandard
 
 from journal._errors import CorruptPayload, InvalidArgument
 
-__all__ = ["RAW", "ZSTD", "ZSTD_DICT", "Codec"]
+__all__ = ["RAW", "ZSTD", "ZSTD_DICT", "Codec", "raw_size", "unpack_bounded"]
 
 RAW = 0
 ZSTD = 1
@@ -126,3 +126,13 @@ def unpack_bounded(raw: bytes) -> Any:
         )
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise CorruptPayload(f"payload is not valid msgpack: {exc!r}") from exc
+
+
+def raw_size(codec: int, data: bytes | memoryview) -> int:
+    """Uncompressed size of a stored payload, read from its frame header only."""
+    if codec == ZSTD:
+        try:
+            return max(0, int(zstandard.frame_content_size(bytes(data[:18]))))
+        except zstandard.ZstdError:
+            return len(data)
+    return len(data)

@@ -131,7 +131,7 @@ class _Batch:
     def __init__(
         self,
         encoded: list[tuple[int, bytes, int, bytes]],
-        prepare: Callable[[], Sequence[Entry]] | None,
+        prepare: Callable[[], Sequence[Entry] | None] | None,
     ) -> None:
         self.encoded = encoded
         self.prepare = prepare
@@ -175,7 +175,8 @@ class Journal:
         self._lock_path = os.path.join(root, "LOCK")
         self._lock_fd: int | None = None
         self._manifest: Manifest | None = None
-        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._manifest_stamp: tuple[int, int] | None = None
+        self._manifest_fd: int | None = None
         self._segs: list[Segment] = []
         self._bases: list[int] = []
         self._mutex = threading.RLock()  # guards the segment list and indexes
@@ -299,6 +300,9 @@ class Journal:
         if self._lock_fd is not None:
             self._fs.close(self._lock_fd)
             self._lock_fd = None
+        if self._manifest_fd is not None:
+            self._fs.close(self._manifest_fd)
+            self._manifest_fd = None
 
     def __enter__(self) -> Journal:
         return self
@@ -380,19 +384,50 @@ class Journal:
         seg.alloc_end = HEADER_SIZE
         return seg
 
-    def _stat_manifest(self) -> tuple[int, int, int]:
+    def _stat_manifest(self) -> tuple[int, int]:
         try:
             st = self._fs.stat(self._manifest_path)
         except FileNotFoundError:
             raise CorruptJournal(self._manifest_path, None, "MANIFEST is missing") from None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_dev, st.st_ino)
+
+    def _hold_manifest(self) -> bytes:
+        """Open the current MANIFEST, keep it open, and return its bytes.
+
+        The manifest is only ever replaced by rename, so "same inode as the
+        one we hold" means "unchanged". Holding the file open is what makes
+        that test sound: an inode number is not reused while a file is open,
+        whereas a (inode, mtime, size) stamp can repeat when two processes
+        replace the manifest within one clock tick.
+        """
+        fs = self._fs
+        try:
+            fd = fs.open(self._manifest_path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise CorruptJournal(self._manifest_path, None, "MANIFEST is missing") from None
+        except OSError as exc:
+            raise CorruptJournal(self._manifest_path, None, f"cannot open: {exc}") from exc
+        try:
+            st = fs.fstat(fd)
+            if st.st_size > _MAX_MANIFEST_FILE:
+                raise CorruptJournal(
+                    self._manifest_path, None, f"MANIFEST is {st.st_size} bytes: impossibly large"
+                )
+            data = fs.pread(fd, st.st_size, 0)
+        except OSError as exc:
+            fs.close(fd)
+            raise CorruptJournal(self._manifest_path, None, f"cannot read: {exc}") from exc
+        except BaseException:
+            fs.close(fd)
+            raise
+        if self._manifest_fd is not None:
+            fs.close(self._manifest_fd)
+        self._manifest_fd = fd
+        self._manifest_stamp = (st.st_dev, st.st_ino)
+        return data
 
     def _load_manifest(self) -> None:
-        stamp = self._stat_manifest()
-        try:
-            data = self._fs.read_file(self._manifest_path, _MAX_MANIFEST_FILE)
-        except OSError as exc:
-            raise CorruptJournal(self._manifest_path, None, f"cannot read: {exc}") from exc
+        data = self._hold_manifest()
         m = decode_manifest(data, self._manifest_path)
         old = self._manifest
         if old is not None and m.journal_id != old.journal_id:
@@ -400,7 +435,6 @@ class Journal:
                 self._manifest_path, None, "MANIFEST now belongs to another journal (journal id)"
             )
         self._apply_manifest(m)
-        self._manifest_stamp = stamp
 
     def _apply_manifest(self, m: Manifest) -> None:
         """Adopt manifest ``m``, reusing open segments whose file has not changed."""
@@ -541,15 +575,16 @@ class Journal:
         self,
         entries: Iterable[Entry],
         *,
-        prepare: Callable[[], Sequence[Entry]] | None = None,
+        prepare: Callable[[], Sequence[Entry] | None] | None = None,
     ) -> list[int]:
         """Append events atomically in order; return their seqs once durable.
 
         ``prepare``, when given, is called under the commit lock after this
-        process has caught up with every other writer; the entries it returns
-        are written instead of ``entries``. It lets a caller decide what to
-        write from what the log really holds (a delta save is only written on
-        top of the base the log has). It may raise to abandon the append.
+        process has caught up with every other writer; if it returns entries,
+        they are written instead of ``entries`` (``None`` keeps them). It lets
+        a caller decide what to write from what the log really holds (a delta
+        save is only written on top of the base the log has). It may raise to
+        abandon the append.
         """
         encoded = [self._encode(e) for e in entries]
         batch = _Batch(encoded, prepare)
@@ -623,7 +658,9 @@ class Journal:
             for b in group:
                 if b.prepare is not None:
                     try:
-                        b.encoded = [self._encode(e) for e in b.prepare()]
+                        replacement = b.prepare()
+                        if replacement is not None:
+                            b.encoded = [self._encode(e) for e in replacement]
                     except BaseException as exc:
                         b.error = exc
             live = [b for b in group if b.error is None]
@@ -738,7 +775,7 @@ class Journal:
         with self._mutex:
             old.complete = True
             self._manifest = new_m
-            self._manifest_stamp = self._stat_manifest()
+            self._hold_manifest()
             self._segs = [*self._segs, new]
             self._bases = [*self._bases, new.base_seq]
             new.last_ts = 0

@@ -1,0 +1,105 @@
+"""The event vocabulary: type codes and payload layouts. No I/O here.
+
+Every payload is a msgpack map with short string keys and a schema version
+under ``"v"``; decoders read what they know with defaults and ignore the
+rest, so an event written by an older version stays readable (``upcast``
+turns an old layout into the current one).
+
+Message lists inside ``SessionSaved`` and ``CheckpointCreated`` are stored as
+a nested msgpack blob (``"msgs"``/``"conv"`` are ``bin``): replaying the log into
+the session index decodes the small outer map only, never the messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgpack
+
+from journal._codec import unpack_bounded
+from journal._errors import CorruptPayload
+
+__all__ = [
+    "EVENT_NAMES",
+    "SCHEMA_VERSION",
+    "EventType",
+    "event_name",
+    "pack_blob",
+    "unpack_blob",
+    "upcast",
+]
+
+SCHEMA_VERSION = 1
+
+
+class EventType(enum.IntEnum):
+    """The u16 event type codes written in each record's clear header."""
+
+    SESSION_SAVED = 1
+    SESSION_DELETED = 2
+    SESSION_PURGED = 3
+    TAGS_CHANGED = 4
+    FAVORITE_CHANGED = 5
+    SESSION_RENAMED = 6
+    SESSION_TOUCHED = 7
+    CHECKPOINT_CREATED = 8
+    CHECKPOINT_DELETED = 9
+    LEGACY_IMPORTED = 10
+
+
+EVENT_NAMES: dict[int, str] = {
+    EventType.SESSION_SAVED: "SessionSaved",
+    EventType.SESSION_DELETED: "SessionDeleted",
+    EventType.SESSION_PURGED: "SessionPurged",
+    EventType.TAGS_CHANGED: "TagsChanged",
+    EventType.FAVORITE_CHANGED: "FavoriteChanged",
+    EventType.SESSION_RENAMED: "SessionRenamed",
+    EventType.SESSION_TOUCHED: "SessionTouched",
+    EventType.CHECKPOINT_CREATED: "CheckpointCreated",
+    EventType.CHECKPOINT_DELETED: "CheckpointDeleted",
+    EventType.LEGACY_IMPORTED: "LegacyImported",
+}
+_BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
+
+
+def event_name(event_type: int) -> str:
+    """The event's name, or ``Unknown(<code>)`` for a type this version does not know."""
+    return EVENT_NAMES.get(event_type, f"Unknown({event_type})")
+
+
+def event_type_from_name(name: str) -> int:
+    """Parse ``SessionSaved`` / ``session_saved`` / ``sessionsaved`` into its code."""
+    key = name.replace("_", "").replace("-", "").lower()
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_NAMES.values())}")
+
+
+def upcast(event_type: int, payload: Any) -> dict[str, Any]:
+    """Check a decoded payload's shape and bring older schema versions up to date."""
+    if type(payload) is not dict:
+        raise CorruptPayload(f"{event_name(event_type)} payload is not a map")
+    v = payload.get("v", 1)
+    if type(v) is not int or v < 1:
+        raise CorruptPayload(f"{event_name(event_type)} payload has schema version {v!r}")
+    if v > SCHEMA_VERSION:
+        raise CorruptPayload(
+            f"{event_name(event_type)} has schema version {v}; this build knows up to "
+            f"{SCHEMA_VERSION} (upgrade agcx)"
+        )
+    # Version 1 is current: nothing to upcast yet.
+    return payload
+
+
+def pack_blob(obj: Any) -> bytes:
+    """msgpack ``obj`` into a nested blob (stored as msgpack ``bin``)."""
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def unpack_blob(blob: object, what: str) -> Any:
+    """Decode a nested blob within bounds."""
+    if type(blob) is not bytes:
+        raise CorruptPayload(f"{what}: expected a msgpack blob, got {type(blob).__name__}")
+    return unpack_bounded(blob)

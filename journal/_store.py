@@ -1,0 +1,878 @@
+"""SessionStore: the facade that turns commands into events and answers queries
+from projections.
+
+It is the only module that knows both the journal core and the projections.
+Queries first apply what other processes appended since the last look, so
+agent B sees agent A's save on its next ``list_sessions()``.
+
+Saves are deltas when the new message list extends the one the log holds for
+the session: the event carries only the new messages (``base`` = how many came
+before). A full save is written again when the deltas since the last full one
+outweigh it or the chain reaches ``max_chain`` records, so loading reads a
+bounded number of records and saving turn N costs O(new messages).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType, TracebackType
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from journal._errors import (
+    CheckpointNotFound,
+    HorizonError,
+    InvalidArgument,
+    RecordNotFound,
+    SessionNotFound,
+)
+from journal._events import EventType, event_name, pack_blob, unpack_blob, upcast
+from journal._log import Entry, Journal, to_ns
+from journal._model import (
+    CheckpointMetadata,
+    ConversationContext,
+    ConversationSnapshot,
+    MessageSnapshot,
+    OperatingMode,
+    SessionMetadata,
+    SessionState,
+    checkpoint_meta_from_wire,
+    checkpoint_meta_to_wire,
+    context_from_wire,
+    context_to_wire,
+    conversation_from_wire,
+    conversation_to_wire,
+    datetime_from_wire,
+    datetime_to_wire,
+    messages_from_wire,
+    messages_to_wire,
+    metadata_from_wire,
+    metadata_to_wire,
+    mode_history_from_wire,
+    mode_history_to_wire,
+    state_from_wire,
+    state_to_wire,
+)
+from journal._segment import Record
+
+# Submodules, not the package: importing ``projections`` first must work too.
+from projections._contents import SessionContents
+from projections._index import SessionIndex
+from projections._runner import ProjectionRunner
+from projections._stats import EventStatistics
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "HistoryEntry",
+    "PointInTimeView",
+    "SessionStore",
+    "StoreStatistics",
+    "summarize",
+]
+
+DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
+_STRIPES = 64
+
+
+@attrs.frozen
+class StoreStatistics:
+    """What the store holds, as of one moment (immutable)."""
+
+    total_sessions: int
+    total_checkpoints: int
+    total_size_bytes: int
+    indexed_sessions: int
+    oldest_session: datetime | None
+    newest_session: datetime | None
+    events_by_type: MappingProxyType[str, int]
+    records: int
+    segments: int
+    live_bytes: int
+    reclaimable_bytes: int
+    last_seq: int
+    horizon_seq: int
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One event in a session's history, for audit."""
+
+    seq: int
+    ts: datetime
+    event: str
+    session_id: UUID | None
+    summary: str
+
+
+def summarize(event_type: int, event: dict[str, Any]) -> str:
+    """A one-line human summary of an event (the audit trail's wording)."""
+    t = event_type
+    if t == EventType.SESSION_SAVED:
+        n, base = event.get("n", 0), event.get("base", 0)
+        if base:
+            return f"+{n - base} messages ({n} total)"
+        return f"saved in full ({n} messages)"
+    if t == EventType.SESSION_DELETED:
+        return f"deleted ({event.get('reason', 'user')})"
+    if t == EventType.SESSION_PURGED:
+        return "purged: content removed from disk"
+    if t == EventType.TAGS_CHANGED:
+        parts = [f"+{x}" for x in event.get("add", ())] + [f"-{x}" for x in event.get("rm", ())]
+        return "tags " + " ".join(parts)
+    if t == EventType.FAVORITE_CHANGED:
+        return "favorite" if event.get("fav") else "not favorite"
+    if t == EventType.SESSION_RENAMED:
+        return f"renamed to {event.get('title', '')!r}"
+    if t == EventType.SESSION_TOUCHED:
+        return "accessed"
+    if t == EventType.CHECKPOINT_CREATED:
+        meta = event.get("meta", {})
+        name = meta.get("n", "")
+        cid = meta.get("id", b"")
+        cid_hex = UUID(bytes=cid).hex[:8] if isinstance(cid, bytes) and len(cid) == 16 else "?"
+        return f"checkpoint {cid_hex} {name!r} created".replace(" '' ", " ")
+    if t == EventType.CHECKPOINT_DELETED:
+        cid = event.get("id", b"")
+        cid_hex = UUID(bytes=cid).hex[:8] if isinstance(cid, bytes) and len(cid) == 16 else "?"
+        return f"checkpoint {cid_hex} deleted"
+    if t == EventType.LEGACY_IMPORTED:
+        return f"imported {event.get('kind', 'file')} {event.get('path', '')}"
+    return event_name(t)
+
+
+# -- argument checks ----------------------------------------------------------------------
+
+
+def _sid(value: object, what: str = "session id") -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            raise InvalidArgument(f"{what} {value!r} is not a UUID") from None
+    raise InvalidArgument(f"{what} must be a UUID, got {type(value).__name__}")
+
+
+def _check(value: object, cls: type, what: str) -> None:
+    if not isinstance(value, cls):
+        raise InvalidArgument(f"{what} must be a {cls.__name__}, got {type(value).__name__}")
+
+
+def _tags(tags: Sequence[object]) -> list[str]:
+    out = []
+    for t in tags:
+        if not isinstance(t, str) or not t:
+            raise InvalidArgument(f"a tag must be a non-empty string, got {t!r}")
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> bool:
+    """Whether ``new`` starts with all of ``old`` (identity first: that is the common case)."""
+    if len(new) < len(old):
+        return False
+    return all(a is b or a == b for a, b in zip(new, old, strict=False))
+
+
+@attrs.frozen
+class _Base:
+    """What the log holds for a session at ``head``: the base a delta save extends."""
+
+    head: int
+    conversation_id: UUID
+    messages: tuple[MessageSnapshot, ...]
+    context: ConversationContext
+    mode_history: tuple[tuple[OperatingMode, datetime], ...]
+    state: SessionState
+
+
+class _Queries:
+    """The read API, shared by the live store and point-in-time views."""
+
+    _journal: Journal
+    _runner: ProjectionRunner
+    _index: SessionIndex
+    _contents: SessionContents
+    _stats: EventStatistics
+
+    def _init_projections(
+        self, journal: Journal, until_seq: int | None, snap_dir: str | None
+    ) -> None:
+        self._journal = journal
+        self._index = SessionIndex()
+        self._contents = SessionContents()
+        self._stats = EventStatistics()
+        self._runner = ProjectionRunner(
+            journal,
+            [self._index, self._contents, self._stats],
+            until_seq=until_seq,
+            snap_dir=snap_dir,
+        )
+        self._meta_cache: dict[bytes, tuple[tuple[int, int], SessionMetadata]] = {}
+
+    def _sync(self) -> None:
+        """Apply what was appended since the last look (by any process)."""
+        self._runner.catch_up()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _metadata(self, sid: bytes) -> SessionMetadata:
+        """The session's metadata with the store-owned fields filled in. Holds the runner lock."""
+        wire = self._index.sessions[sid]
+        chain = self._contents.chains[sid]
+        stamp = (self._index.versions.get(sid, 0), chain.changes)
+        hit = self._meta_cache.get(sid)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        stored = chain.stored + sum(c[1] for c in chain.checkpoints.values())
+        raw = chain.raw + sum(c[2] for c in chain.checkpoints.values())
+        checkpoints = sorted(
+            (checkpoint_meta_from_wire(c[3]) for c in chain.checkpoints.values()),
+            key=lambda c: (c.created_at, c.id.bytes),
+        )
+        meta = attrs.evolve(
+            metadata_from_wire(wire),
+            file_size=stored,
+            compression_ratio=round(raw / stored, 3) if stored else 1.0,
+            checkpoints=tuple(checkpoints),
+        )
+        self._meta_cache[sid] = (stamp, meta)
+        return meta
+
+    def list_sessions(self) -> list[SessionMetadata]:
+        """Every live session, most recently accessed first."""
+        self._sync()
+        with self._runner.lock:
+            metas = [self._metadata(sid) for sid in self._index.sessions]
+        metas.sort(key=lambda m: (m.last_accessed, m.id.bytes), reverse=True)
+        return metas
+
+    def search_sessions(self, query: str) -> list[SessionMetadata]:
+        """Sessions whose title or any tag contains ``query`` (case-insensitive)."""
+        if not isinstance(query, str):
+            raise InvalidArgument(f"query must be a string, got {type(query).__name__}")
+        q = query.lower()
+        return [
+            m
+            for m in self.list_sessions()
+            if not q or q in m.title.lower() or any(q in t.lower() for t in m.tags)
+        ]
+
+    def session_exists(self, session_id: UUID | str) -> bool:
+        """Whether a live session has this id."""
+        sid = _sid(session_id)
+        self._sync()
+        with self._runner.lock:
+            return sid.bytes in self._index.sessions
+
+    def get_metadata(self, session_id: UUID | str) -> SessionMetadata:
+        """The session's metadata without loading its conversation."""
+        sid = _sid(session_id)
+        self._sync()
+        with self._runner.lock:
+            if sid.bytes not in self._index.sessions:
+                raise SessionNotFound(f"no session {sid}")
+            return self._metadata(sid.bytes)
+
+    def load_session(
+        self, session_id: UUID | str
+    ) -> tuple[SessionMetadata, ConversationSnapshot, SessionState]:
+        """The session's metadata, conversation and state."""
+        sid = _sid(session_id)
+        for attempt in range(3):
+            self._sync()
+            with self._runner.lock:
+                if sid.bytes not in self._index.sessions:
+                    raise SessionNotFound(f"no session {sid}")
+                meta = self._metadata(sid.bytes)
+                seqs = list(self._contents.chains[sid.bytes].seqs)
+            try:
+                base = self._read_chain(seqs)
+            except RecordNotFound:
+                # Compaction replaced the records meanwhile: look again.
+                if attempt == 2:
+                    raise
+                continue
+            conv = ConversationSnapshot(
+                base.conversation_id, base.messages, base.context, base.mode_history
+            )
+            return meta, conv, base.state
+        raise AssertionError("unreachable")
+
+    def _read_chain(self, seqs: Sequence[int]) -> _Base:
+        """Rebuild a session's content from its last full save and the deltas after it."""
+        messages: list[MessageSnapshot] = []
+        context = ConversationContext()
+        mode_history: tuple[tuple[OperatingMode, datetime], ...] = ()
+        state = SessionState()
+        conv_id: UUID | None = None
+        j = self._journal
+        for seq in seqs:
+            rec = j.read(seq)
+            ev = upcast(rec.event_type, j.decode(rec))
+            msgs = messages_from_wire(unpack_blob(ev["msgs"], f"seq {seq} messages"))
+            if ev.get("base", 0) == 0:
+                messages = list(msgs)
+            else:
+                messages.extend(msgs)
+            if "cx" in ev:
+                context = context_from_wire(ev["cx"])
+            if "mh" in ev:
+                mode_history = mode_history_from_wire(ev["mh"])
+            if "st" in ev:
+                state = state_from_wire(ev["st"])
+            if "cid" in ev:
+                conv_id = UUID(bytes=ev["cid"])
+        assert conv_id is not None
+        return _Base(seqs[-1], conv_id, tuple(messages), context, mode_history, state)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _checkpoint_record(self, sid: UUID, cid: UUID) -> int:
+        with self._runner.lock:
+            chain = self._contents.chains.get(sid.bytes)
+            if chain is None:
+                raise SessionNotFound(f"no session {sid}")
+            entry = chain.checkpoints.get(cid.bytes)
+            if entry is None:
+                raise CheckpointNotFound(f"session {sid} has no checkpoint {cid}")
+            return int(entry[0])
+
+    def load_checkpoint(
+        self, session_id: UUID | str, checkpoint_id: UUID | str
+    ) -> tuple[ConversationSnapshot, SessionState]:
+        """The conversation and state saved in a checkpoint."""
+        sid, cid = _sid(session_id), _sid(checkpoint_id, "checkpoint id")
+        self._sync()
+        seq = self._checkpoint_record(sid, cid)
+        rec = self._journal.read(seq)
+        ev = upcast(rec.event_type, self._journal.decode(rec))
+        conv = conversation_from_wire(unpack_blob(ev["conv"], f"seq {seq} checkpoint"))
+        return conv, state_from_wire(ev["st"])
+
+    def list_checkpoints(self, session_id: UUID | str) -> list[CheckpointMetadata]:
+        """The session's live checkpoints, oldest first."""
+        return list(self.get_metadata(session_id).checkpoints)
+
+    # -- audit and statistics --------------------------------------------------------------
+
+    def history(self, session_id: UUID | str | None = None) -> list[HistoryEntry]:
+        """The events of one session (or of all, given ``None``) in seq order."""
+        sid = None if session_id is None else _sid(session_id).bytes
+        self._sync()
+        out = []
+        j = self._journal
+        for rec in j.scan(until_seq=self._runner.seq):
+            if sid is not None and rec.session != sid:
+                continue
+            out.append(self._history_entry(rec))
+        return out
+
+    def _history_entry(self, rec: Record) -> HistoryEntry:
+        try:
+            ev = upcast(rec.event_type, self._journal.decode(rec))
+            summary = summarize(rec.event_type, ev)
+        except Exception as exc:  # an audit listing shows damage instead of stopping
+            summary = f"undecodable: {exc}"
+        return HistoryEntry(
+            seq=rec.seq,
+            ts=datetime.fromtimestamp(rec.ts_ns / 1e9, UTC),
+            event=event_name(rec.event_type),
+            session_id=rec.session_id,
+            summary=summary,
+        )
+
+    def statistics(self) -> StoreStatistics:
+        """Sessions, checkpoints, bytes and events, as of now (immutable)."""
+        self._sync()
+        with self._runner.lock:
+            js = self._journal.statistics()
+            sessions = self._index.sessions
+            created = [datetime_from_wire(m["ca"]) for m in sessions.values()]
+            live = self._contents.live_bytes()
+            total = sum(self._stats.bytes.values())
+            return StoreStatistics(
+                total_sessions=len(sessions),
+                total_checkpoints=sum(len(c.checkpoints) for c in self._contents.chains.values()),
+                total_size_bytes=js.bytes,
+                indexed_sessions=len(sessions),
+                oldest_session=min(created, default=None),
+                newest_session=max(created, default=None),
+                events_by_type=MappingProxyType(
+                    {event_name(t): n for t, n in sorted(self._stats.counts.items())}
+                ),
+                records=sum(self._stats.counts.values()),
+                segments=js.segments,
+                live_bytes=live,
+                reclaimable_bytes=max(0, total - live),
+                last_seq=self._runner.seq,
+                horizon_seq=js.horizon_seq,
+            )
+
+
+class PointInTimeView(_Queries):
+    """A read-only view of the store as of one seq: later events are invisible."""
+
+    def __init__(self, journal: Journal, seq: int, snap_dir: str | None) -> None:
+        self._init_projections(journal, seq, snap_dir)
+        self.seq = seq
+        self._runner.restore()
+        self._runner.catch_up()
+
+    def _sync(self) -> None:
+        # The view is fixed at its seq; nothing later is ever applied.
+        pass
+
+
+class SessionStore(_Queries):
+    """The session store agents import: saves, loads, lists, tags, checkpoints.
+
+    Open with :meth:`SessionStore.open`. Every method is thread-safe; several
+    processes may open the same directory at once.
+    """
+
+    def __init__(self, journal: Journal, *, max_chain: int, snapshots: bool) -> None:
+        snap_dir = os.path.join(journal.root, "projections") if snapshots else None
+        self._init_projections(journal, None, snap_dir)
+        self.max_chain = max_chain
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._bases: OrderedDict[bytes, _Base] = OrderedDict()
+        self._bases_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        readonly: bool = False,
+        max_chain: int = 64,
+        snapshots: bool = True,
+        **journal_options: Any,
+    ) -> SessionStore:
+        """Open the store at ``path`` (default ``~/.agcodex/history``).
+
+        Options of :meth:`journal.Journal.open` (``durability``,
+        ``segment_size``, ...) pass through. ``readonly=True`` never writes
+        anything. ``max_chain`` bounds how many records a load reads.
+        """
+        root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
+        if not isinstance(max_chain, int) or max_chain < 1:
+            raise InvalidArgument(f"max_chain must be a positive int, got {max_chain!r}")
+        journal = Journal.open(root, readonly=readonly, **journal_options)
+        try:
+            store = cls(journal, max_chain=max_chain, snapshots=snapshots)
+            store._runner.restore()
+            store._runner.catch_up()
+        except BaseException:
+            journal.close()
+            raise
+        return store
+
+    @property
+    def journal(self) -> Journal:
+        """The underlying journal (for audit tools)."""
+        return self._journal
+
+    @property
+    def root(self) -> str:
+        return self._journal.root
+
+    def close(self) -> None:
+        """Persist projection state (writers only) and release the journal."""
+        if self._closed:
+            return
+        try:
+            if not self._journal.readonly and not self._journal.closed:
+                self._runner.catch_up()
+                self._runner.persist()
+        finally:
+            self._closed = True
+            self._journal.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- appending ------------------------------------------------------------------------
+
+    def _lock_for(self, sid: UUID) -> threading.Lock:
+        return self._locks[hash(sid) % _STRIPES]
+
+    def _append(
+        self,
+        entries: list[Entry],
+        prepare: Callable[[], Sequence[Entry] | None] | None = None,
+    ) -> list[int]:
+        seqs = self._journal.append_many(entries, prepare=prepare)
+        self._sync()
+        return seqs
+
+    def _require(self, sid: UUID) -> None:
+        self._sync()
+        with self._runner.lock:
+            if sid.bytes not in self._index.sessions:
+                raise SessionNotFound(f"no session {sid}")
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def save_session(
+        self,
+        session_id: UUID | str,
+        metadata: SessionMetadata,
+        conversation: ConversationSnapshot,
+        state: SessionState,
+        *,
+        actor: str | None = None,
+    ) -> int:
+        """Save a session; return the seq of its ``SessionSaved`` event.
+
+        The event carries only the new messages when ``conversation`` extends
+        what the log holds for the session; otherwise the whole list. The
+        store fills in ``file_size``, ``compression_ratio``, ``checkpoints``
+        and (when left 0) ``message_count``.
+        """
+        sid = _sid(session_id)
+        _check(metadata, SessionMetadata, "metadata")
+        _check(conversation, ConversationSnapshot, "conversation")
+        _check(state, SessionState, "state")
+        if metadata.id != sid:
+            raise InvalidArgument(f"metadata.id {metadata.id} does not match session id {sid}")
+        if actor is not None and not isinstance(actor, str):
+            raise InvalidArgument("actor must be a string")
+        messages = conversation.messages
+        if metadata.message_count == 0 and messages:
+            metadata = attrs.evolve(metadata, message_count=len(messages))
+        meta_wire = metadata_to_wire(metadata)
+        meta_wire.pop("ck", None)
+
+        def full() -> Entry:
+            payload: dict[str, Any] = {
+                "v": 1,
+                "meta": meta_wire,
+                "cid": conversation.id.bytes,
+                "base": 0,
+                "n": len(messages),
+                "msgs": pack_blob(messages_to_wire(messages)),
+                "cx": context_to_wire(conversation.context),
+                "mh": mode_history_to_wire(conversation.mode_history),
+                "st": state_to_wire(state),
+            }
+            if actor:
+                payload["actor"] = actor
+            return Entry(EventType.SESSION_SAVED, payload, sid)
+
+        with self._lock_for(sid):
+            self._sync()
+            with self._runner.lock:
+                chain = self._contents.chains.get(sid.bytes)
+                head = chain.head if chain else 0
+                full_due = (
+                    chain is None
+                    or chain.delta_bytes >= chain.full_bytes
+                    or len(chain.seqs) >= self.max_chain
+                )
+            entry: Entry | None = None
+            if not full_due:
+                base = self._base(sid, head)
+                if (
+                    base is not None
+                    and base.conversation_id == conversation.id
+                    and _extends(messages, base.messages)
+                ):
+                    entry = self._delta(sid, base, meta_wire, conversation, state, actor)
+            first = entry if entry is not None else full()
+
+            def prepare() -> list[Entry] | None:
+                # Under the commit lock, caught up with every process: if the
+                # session changed since we chose the base, write it whole.
+                self._sync()
+                with self._runner.lock:
+                    ch = self._contents.chains.get(sid.bytes)
+                    now_head = ch.head if ch else 0
+                if now_head != head and first is entry:
+                    return [full()]
+                return None
+
+            seq = self._append([first], prepare)[0]
+            with self._runner.lock:
+                ch = self._contents.chains.get(sid.bytes)
+                if ch is not None and ch.head == seq:
+                    self._remember(
+                        sid.bytes,
+                        _Base(
+                            seq,
+                            conversation.id,
+                            messages,
+                            conversation.context,
+                            conversation.mode_history,
+                            state,
+                        ),
+                    )
+            return seq
+
+    def _delta(
+        self,
+        sid: UUID,
+        base: _Base,
+        meta_wire: dict[str, Any],
+        conversation: ConversationSnapshot,
+        state: SessionState,
+        actor: str | None,
+    ) -> Entry:
+        n_old = len(base.messages)
+        payload: dict[str, Any] = {
+            "v": 1,
+            "meta": meta_wire,
+            "cid": conversation.id.bytes,
+            "base": n_old,
+            "n": len(conversation.messages),
+            "msgs": pack_blob(messages_to_wire(conversation.messages[n_old:])),
+        }
+        # Context, mode history and state are written only when they changed,
+        # so a save's bytes follow what is new, not the session's size.
+        if conversation.context != base.context:
+            payload["cx"] = context_to_wire(conversation.context)
+        if conversation.mode_history != base.mode_history:
+            payload["mh"] = mode_history_to_wire(conversation.mode_history)
+        if state != base.state:
+            payload["st"] = state_to_wire(state)
+        if actor:
+            payload["actor"] = actor
+        return Entry(EventType.SESSION_SAVED, payload, sid)
+
+    def _base(self, sid: UUID, head: int) -> _Base | None:
+        """What the log holds for the session at ``head`` (cached, else read back)."""
+        with self._bases_lock:
+            b = self._bases.get(sid.bytes)
+            if b is not None and b.head == head:
+                self._bases.move_to_end(sid.bytes)
+                return b
+        with self._runner.lock:
+            chain = self._contents.chains.get(sid.bytes)
+            if chain is None or chain.head != head:
+                return None
+            seqs = list(chain.seqs)
+        try:
+            b = self._read_chain(seqs)
+        except RecordNotFound:
+            return None
+        self._remember(sid.bytes, b)
+        return b
+
+    def _remember(self, sid: bytes, base: _Base) -> None:
+        with self._bases_lock:
+            self._bases[sid] = base
+            self._bases.move_to_end(sid)
+            while len(self._bases) > 256:
+                self._bases.popitem(last=False)
+
+    def delete_session(
+        self, session_id: UUID | str, *, reason: str = "user", actor: str | None = None
+    ) -> None:
+        """Delete a session (its history stays in the log until compaction)."""
+        sid = _sid(session_id)
+        if reason not in ("user", "retention"):
+            raise InvalidArgument(f"reason must be 'user' or 'retention', got {reason!r}")
+        self._require(sid)
+        payload: dict[str, Any] = {"v": 1, "reason": reason}
+        if actor:
+            payload["actor"] = actor
+        with self._lock_for(sid):
+            self._append([Entry(EventType.SESSION_DELETED, payload, sid)])
+
+    def _metadata_event(
+        self, session_id: UUID | str, etype: EventType, payload: dict[str, Any]
+    ) -> None:
+        sid = _sid(session_id)
+        self._require(sid)
+        self._append([Entry(etype, {"v": 1, **payload}, sid)])
+
+    def tag(self, session_id: UUID | str, *tags: str) -> None:
+        """Add tags to a session (one ``TagsChanged`` event)."""
+        self._metadata_event(session_id, EventType.TAGS_CHANGED, {"add": _tags(tags), "rm": []})
+
+    def untag(self, session_id: UUID | str, *tags: str) -> None:
+        """Remove tags from a session (one ``TagsChanged`` event)."""
+        self._metadata_event(session_id, EventType.TAGS_CHANGED, {"add": [], "rm": _tags(tags)})
+
+    def set_favorite(self, session_id: UUID | str, flag: bool) -> None:
+        """Mark or unmark a session as favorite (favorites survive cleanup)."""
+        if not isinstance(flag, bool):
+            raise InvalidArgument(f"flag must be a bool, got {type(flag).__name__}")
+        self._metadata_event(session_id, EventType.FAVORITE_CHANGED, {"fav": flag})
+
+    def rename(self, session_id: UUID | str, title: str) -> None:
+        """Change a session's title."""
+        if not isinstance(title, str):
+            raise InvalidArgument(f"title must be a string, got {type(title).__name__}")
+        self._metadata_event(session_id, EventType.SESSION_RENAMED, {"title": title})
+
+    def touch(self, session_id: UUID | str) -> None:
+        """Set a session's last-accessed time to now."""
+        self._metadata_event(
+            session_id, EventType.SESSION_TOUCHED, {"at": datetime_to_wire(_now())}
+        )
+
+    def cleanup_old_sessions(
+        self, max_age_days: float | None = None, max_count: int | None = None
+    ) -> list[UUID]:
+        """Delete (as retention) sessions older than ``max_age_days`` by last access,
+        then the oldest beyond ``max_count``; favorites are never deleted.
+
+        Returns the ids deleted, oldest first.
+        """
+        if max_age_days is not None and (
+            not isinstance(max_age_days, int | float) or max_age_days < 0
+        ):
+            raise InvalidArgument(f"max_age_days must be >= 0, got {max_age_days!r}")
+        if max_count is not None and (not isinstance(max_count, int) or max_count < 0):
+            raise InvalidArgument(f"max_count must be an int >= 0, got {max_count!r}")
+        sessions = sorted(self.list_sessions(), key=lambda m: (m.last_accessed, m.id.bytes))
+        doomed: list[UUID] = []
+        if max_age_days is not None:
+            cutoff = _now() - timedelta(days=max_age_days)
+            doomed = [m.id for m in sessions if not m.is_favorite and m.last_accessed < cutoff]
+        if max_count is not None:
+            alive = [m for m in sessions if m.id not in set(doomed)]
+            excess = len(alive) - max_count
+            for m in alive:
+                if excess <= 0:
+                    break
+                if not m.is_favorite:
+                    doomed.append(m.id)
+                    excess -= 1
+        order = {m.id: i for i, m in enumerate(sessions)}
+        doomed.sort(key=order.__getitem__)
+        if doomed:
+            self._append(
+                [
+                    Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
+                    for sid in doomed
+                ]
+            )
+        return doomed
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def create_checkpoint(
+        self,
+        session_id: UUID | str,
+        checkpoint_id: UUID | str,
+        conversation: ConversationSnapshot,
+        state: SessionState,
+        *,
+        name: str = "",
+        description: str | None = None,
+    ) -> CheckpointMetadata:
+        """Save a named restore point of a session; return its metadata."""
+        cid = _sid(checkpoint_id, "checkpoint id")
+        if not isinstance(name, str):
+            raise InvalidArgument("name must be a string")
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgument("description must be a string or None")
+        meta = CheckpointMetadata(
+            id=cid,
+            name=name,
+            created_at=_now(),
+            message_index=len(conversation.messages)
+            if isinstance(conversation, ConversationSnapshot)
+            else 0,
+            description=description,
+        )
+        self._append_checkpoint(_sid(session_id), meta, conversation, state)
+        return meta
+
+    def _append_checkpoint(
+        self,
+        sid: UUID,
+        meta: CheckpointMetadata,
+        conversation: ConversationSnapshot,
+        state: SessionState,
+        extra: Iterable[Entry] = (),
+    ) -> None:
+        _check(conversation, ConversationSnapshot, "conversation")
+        _check(state, SessionState, "state")
+        self._require(sid)
+        payload = {
+            "v": 1,
+            "meta": checkpoint_meta_to_wire(meta),
+            "conv": pack_blob(conversation_to_wire(conversation)),
+            "st": state_to_wire(state),
+        }
+        self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid), *extra])
+
+    def delete_checkpoint(self, session_id: UUID | str, checkpoint_id: UUID | str) -> None:
+        """Delete one checkpoint of a session."""
+        sid, cid = _sid(session_id), _sid(checkpoint_id, "checkpoint id")
+        self._sync()
+        self._checkpoint_record(sid, cid)
+        self._append([Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)])
+
+    # -- point in time --------------------------------------------------------------------
+
+    def resolve_point(self, when: datetime | int) -> int:
+        """The seq a point in time (aware datetime or seq) stands for.
+
+        Refuses naive datetimes, points in the future and points before the
+        compaction horizon (naming the earliest recoverable time and seq).
+        """
+        self._sync()
+        js = self._journal.statistics()
+        horizon_seq, horizon_ts = js.horizon_seq, js.horizon_ts_ns
+        if isinstance(when, bool) or not isinstance(when, int | datetime):
+            raise InvalidArgument(
+                f"a point in time is an aware datetime or a seq, got {type(when).__name__}"
+            )
+        if isinstance(when, int):
+            if when < 0:
+                raise InvalidArgument(f"seq must be >= 0, got {when}")
+            if when > js.last_seq:
+                raise InvalidArgument(f"seq {when} is in the future (last seq is {js.last_seq})")
+            if when < horizon_seq:
+                raise _horizon_error(f"seq {when}", horizon_seq, horizon_ts)
+            return when
+        ns = to_ns(when)
+        if ns > time.time_ns():
+            raise InvalidArgument(f"{when.isoformat()} is in the future")
+        if horizon_seq and ns < horizon_ts:
+            raise _horizon_error(when.isoformat(), horizon_seq, horizon_ts)
+        # The point is just before the first record stamped after it.
+        after = next(iter(self._journal.scan(since=ns + 1)), None)
+        seq = js.last_seq if after is None else after.seq - 1
+        return max(seq, horizon_seq)
+
+    def at(self, when: datetime | int) -> PointInTimeView:
+        """A read-only view of the store as of ``when`` (aware datetime or seq)."""
+        seq = self.resolve_point(when)
+        return PointInTimeView(self._journal, seq, self._runner.snap_dir)
+
+
+def _horizon_error(what: str, horizon_seq: int, horizon_ts: int) -> HorizonError:
+    t = datetime.fromtimestamp(horizon_ts / 1e9, UTC).isoformat()
+    return HorizonError(
+        f"{what} is before the compaction horizon: the earliest recoverable point is "
+        f"seq {horizon_seq} ({t})",
+        horizon_seq,
+        horizon_ts,
+    )
