@@ -158,10 +158,22 @@ class Segment:
                 prev_seq, prev_ts = fr[2], fr[3]
                 progressed = fr[0] + 8 + fr[1]
             st = inner[0]
+            chunk_end = pos + len(buf)
+            # A full chunk with more data possibly after it: a stop caused by the
+            # chunk's edge says nothing about the file. That is a body running past
+            # the edge, or a stop within the edge's last 8 bytes: a cut frame header,
+            # including an "end" that is only the edge itself (the chunk ended on a
+            # record boundary) or the first zero bytes of a header cut by the edge.
             at_boundary = (
                 len(buf) == want
-                and (end_limit is None or pos + want < end_limit)
-                and st.kind in (ScanStop.SHORT_HEADER, ScanStop.SHORT_BODY)
+                and (end_limit is None or chunk_end < end_limit)
+                and (
+                    st.kind == ScanStop.SHORT_BODY
+                    or (
+                        st.kind in (ScanStop.END, ScanStop.SHORT_HEADER)
+                        and st.offset + 8 > chunk_end
+                    )
+                )
             )
             if not at_boundary:
                 stop.append(st)
