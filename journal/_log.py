@@ -126,7 +126,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class _Batch:
     """Entries of one ``append_many`` call waiting for a group commit."""
 
-    __slots__ = ("done", "encoded", "error", "prepare", "seqs")
+    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "seqs")
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class _Batch:
     ) -> None:
         self.encoded = encoded
         self.prepare = prepare
+        self.fixed: list[tuple[int, int]] | None = None  # (seq, ts) kept by copy_records
         self.seqs: list[int] = []
         self.error: BaseException | None = None
         self.done = False
@@ -587,7 +588,41 @@ class Journal:
         abandon the append.
         """
         encoded = [self._encode(e) for e in entries]
-        batch = _Batch(encoded, prepare)
+        return self._submit(_Batch(encoded, prepare))
+
+    def copy_records(self, records: Iterable[Record]) -> list[int]:
+        """Append records from another journal as they are: same seq, time, type,
+        session and stored payload (used by recovery, salvage and compaction).
+
+        Seqs must increase past :attr:`last_seq` and times must not decrease;
+        the check happens under the commit lock, and a violation appends
+        nothing.
+        """
+        recs = list(records)
+        encoded = []
+        for r in recs:
+            if RECORD_OVERHEAD - 8 + len(r.payload) > self.max_record_size:
+                raise RecordTooLarge(f"seq {r.seq}: record exceeds max_record_size")
+            encoded.append((r.event_type, r.session, r.codec, bytes(r.payload)))
+        batch = _Batch(encoded, None)
+        batch.fixed = [(r.seq, r.ts_ns) for r in recs]
+
+        def check() -> None:
+            active = self._segs[-1]
+            prev_seq = active.last_seq
+            prev_ts = active.last_ts if active.count else self._last_ts_sealed()
+            for seq, ts in batch.fixed or ():
+                if seq <= prev_seq or ts < prev_ts:
+                    raise InvalidArgument(
+                        f"copied record seq {seq} does not follow seq {prev_seq} "
+                        "(seqs must increase and times must not decrease)"
+                    )
+                prev_seq, prev_ts = seq, ts
+
+        batch.prepare = lambda: check()  # runs under the lock, after catching up
+        return self._submit(batch)
+
+    def _submit(self, batch: _Batch) -> list[int]:
         self._check_writable()
         with self._cv:
             self._queue.append(batch)
@@ -693,16 +728,20 @@ class Journal:
         notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
         pos = active.scanned_to
         for b in group:
-            for etype, session, codec, data in b.encoded:
+            fixed = b.fixed
+            for k, (etype, session, codec, data) in enumerate(b.encoded):
                 frame_len = RECORD_OVERHEAD + len(data)
                 if pos + frame_len > self.segment_size and (active.count or pending):
                     self._flush(active, pending, notes)
                     pending, notes = [], []
                     active = self._roll()
                     pos = active.scanned_to
-                seq += 1
-                now = time.time_ns()
-                last_ts = now if now > last_ts else last_ts
+                if fixed is None:
+                    seq += 1
+                    now = time.time_ns()
+                    last_ts = now if now > last_ts else last_ts
+                else:
+                    seq, last_ts = fixed[k]
                 pending.append(pack_record(seq, last_ts, etype, codec, session, data))
                 notes.append((pos, frame_len - 8, seq, last_ts))
                 pos += frame_len

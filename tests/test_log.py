@@ -570,3 +570,19 @@ def test_any_sequence_of_appends_rolls_and_reopens_reads_back_what_was_appended(
         assert j.statistics().records == len(expected)
     finally:
         j.close()
+
+
+
+def test_copied_records_keep_their_seq_time_type_session_and_bytes(tmp_path: Path) -> None:
+    sid = uuid4()
+    with Journal.open(tmp_path / "a", segment_size=4096) as a:
+        a.append_many([Entry(i % 5 + 1, {"i": i, "x": "y" * i}, sid) for i in range(200)])
+        src = [r for r in a.scan() if r.seq % 3]  # gaps are fine
+    with Journal.open(tmp_path / "b", segment_size=4096) as b:
+        assert b.copy_records(src) == [r.seq for r in src]
+        got = list(b.scan())
+        with pytest.raises(InvalidArgument, match="does not follow"):
+            b.copy_records(src[:1])
+        assert b.append(1, "next") == src[-1].seq + 1
+    key = [(r.seq, r.ts_ns, r.event_type, r.session, r.codec, r.payload) for r in src]
+    assert [(r.seq, r.ts_ns, r.event_type, r.session, r.codec, r.payload) for r in got] == key
