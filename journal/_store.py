@@ -597,6 +597,9 @@ class SessionStore(_Queries):
                 base = self._base(sid, head)
                 if (
                     base is not None
+                    # A delta on an empty base has base=0, which reads as a full
+                    # save: it must carry context, mode history and state too.
+                    and base.messages
                     and base.conversation_id == conversation.id
                     and _extends(messages, base.messages)
                 ):
