@@ -180,6 +180,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _blob(obj: object, what: str) -> bytes:
+    """``pack_blob``, with data msgpack cannot carry (e.g. a set inside an
+    unknown item's verbatim data) reported as the caller's error."""
+    try:
+        return pack_blob(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{what} cannot be encoded as msgpack: {exc}") from exc
+
+
 def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> bool:
     """Whether ``new`` starts with all of ``old`` (identity first: that is the common case)."""
     if len(new) < len(old):
@@ -573,7 +582,7 @@ class SessionStore(_Queries):
                 "cid": conversation.id.bytes,
                 "base": 0,
                 "n": len(messages),
-                "msgs": pack_blob(messages_to_wire(messages)),
+                "msgs": _blob(messages_to_wire(messages), "messages"),
                 "cx": context_to_wire(conversation.context),
                 "mh": mode_history_to_wire(conversation.mode_history),
                 "st": state_to_wire(state),
@@ -650,7 +659,7 @@ class SessionStore(_Queries):
             "cid": conversation.id.bytes,
             "base": n_old,
             "n": len(conversation.messages),
-            "msgs": pack_blob(messages_to_wire(conversation.messages[n_old:])),
+            "msgs": _blob(messages_to_wire(conversation.messages[n_old:]), "messages"),
         }
         # Context, mode history and state are written only when they changed,
         # so a save's bytes follow what is new, not the session's size.
@@ -820,7 +829,7 @@ class SessionStore(_Queries):
         payload = {
             "v": 1,
             "meta": checkpoint_meta_to_wire(meta),
-            "conv": pack_blob(conversation_to_wire(conversation)),
+            "conv": _blob(conversation_to_wire(conversation), "conversation"),
             "st": state_to_wire(state),
         }
         self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid), *extra])
