@@ -14,6 +14,7 @@ bounded number of records and saving turn N costs O(new messages).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -755,15 +756,22 @@ class SessionStore(_Queries):
         Returns the ids deleted, oldest first.
         """
         if max_age_days is not None and (
-            not isinstance(max_age_days, int | float) or max_age_days < 0
+            isinstance(max_age_days, bool)
+            or not isinstance(max_age_days, int | float)
+            or not 0 <= max_age_days < math.inf
         ):
-            raise InvalidArgument(f"max_age_days must be >= 0, got {max_age_days!r}")
-        if max_count is not None and (not isinstance(max_count, int) or max_count < 0):
+            raise InvalidArgument(f"max_age_days must be a number >= 0, got {max_age_days!r}")
+        if max_count is not None and (
+            isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 0
+        ):
             raise InvalidArgument(f"max_count must be an int >= 0, got {max_count!r}")
         sessions = sorted(self.list_sessions(), key=lambda m: (m.last_accessed, m.id.bytes))
         doomed: list[UUID] = []
         if max_age_days is not None:
-            cutoff = _now() - timedelta(days=max_age_days)
+            try:
+                cutoff = _now() - timedelta(days=max_age_days)
+            except OverflowError:  # older than datetime.min: nothing is that old
+                cutoff = datetime.min.replace(tzinfo=UTC)
             doomed = [m.id for m in sessions if not m.is_favorite and m.last_accessed < cutoff]
         if max_count is not None:
             alive = [m for m in sessions if m.id not in set(doomed)]
