@@ -707,6 +707,8 @@ class SessionStore(_Queries):
         sid = _sid(session_id)
         if reason not in ("user", "retention"):
             raise InvalidArgument(f"reason must be 'user' or 'retention', got {reason!r}")
+        if actor is not None and not isinstance(actor, str):
+            raise InvalidArgument(f"actor must be a string, got {type(actor).__name__}")
         self._require(sid)
         payload: dict[str, Any] = {"v": 1, "reason": reason}
         if actor:
