@@ -787,12 +787,22 @@ class SessionStore(_Queries):
         order = {m.id: i for i, m in enumerate(sessions)}
         doomed.sort(key=order.__getitem__)
         if doomed:
-            self._append(
-                [
-                    Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
-                    for sid in doomed
-                ]
-            )
+            # Hold the doomed sessions' save locks (in stripe order: no deadlock),
+            # as delete_session does: a delta save of one of them must not share
+            # this commit, whose deletes its prepare check cannot see yet.
+            locks = [self._locks[i] for i in sorted({hash(sid) % _STRIPES for sid in doomed})]
+            for lock in locks:
+                lock.acquire()
+            try:
+                self._append(
+                    [
+                        Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
+                        for sid in doomed
+                    ]
+                )
+            finally:
+                for lock in reversed(locks):
+                    lock.release()
         return doomed
 
     # -- checkpoints ----------------------------------------------------------------------
