@@ -22,11 +22,18 @@ Record::
     0   4  u32 body_len       36 + payload length
     4   4  u32 crc32(body)
     8      body:
-           u64 seq | i64 ts_ns | u16 event_type | u8 codec | u8 reserved (0)
+           u64 seq | i64 ts_ns | u16 event_type | u8 codec | u8 flags
            | 16 B session id (all zero: none) | payload
 
 A record whose ``body_len`` is 0 marks the end of the data: segments are
 preallocated with zeros, so a zero frame header is where writing stopped.
+
+Record flags: bit 0 (``CONTINUED``) says the next record belongs to the same
+batch (one ``append_many``); the other bits are 0. The records of a batch are
+written into one segment, and a reader yields none of them before it has read
+the one that closes the batch (flag clear), so a crash that tore a batch's
+write leaves all of it or none. Records written before the flag existed have
+it clear: each was a batch of its own.
 
 Manifest (``MANIFEST``)::
 
@@ -53,6 +60,7 @@ from journal._errors import CorruptJournal, UnsupportedVersion
 
 __all__ = [
     "BODY_HEADER",
+    "CONTINUED",
     "FRAME_HEADER",
     "HEADER_SIZE",
     "MAGIC",
@@ -77,8 +85,9 @@ _HEADER = struct.Struct("<4sHHQq16sII12s")  # 60 bytes, then u32 crc
 _CRC = struct.Struct("<I")
 
 FRAME_HEADER = struct.Struct("<II")  # body_len, crc
-BODY_HEADER = struct.Struct("<QqHBB16s")  # seq, ts_ns, event_type, codec, reserved, session
+BODY_HEADER = struct.Struct("<QqHBB16s")  # seq, ts_ns, event_type, codec, flags, session
 RECORD_OVERHEAD = FRAME_HEADER.size + BODY_HEADER.size  # 44
+CONTINUED = 0x01  # record flag: the next record belongs to the same batch
 NO_SESSION = bytes(16)
 
 MANIFEST_MAGIC = b"AGCM"
@@ -137,10 +146,16 @@ def unpack_header(data: bytes, path: str) -> SegmentHeader:
 
 
 def pack_record(
-    seq: int, ts_ns: int, event_type: int, codec: int, session: bytes, payload: bytes
+    seq: int,
+    ts_ns: int,
+    event_type: int,
+    codec: int,
+    session: bytes,
+    payload: bytes,
+    flags: int = 0,
 ) -> bytes:
     """Frame one record: length, CRC of the body, body."""
-    body = BODY_HEADER.pack(seq, ts_ns, event_type, codec, 0, session) + payload
+    body = BODY_HEADER.pack(seq, ts_ns, event_type, codec, flags, session) + payload
     return FRAME_HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
@@ -149,6 +164,9 @@ class ScanStop:
 
     ``END`` means the data ended cleanly (end of buffer or a zero frame header,
     i.e. preallocated space); every other kind is damage at ``offset``.
+    ``offset`` is where the whole data ends: when the scan stopped inside a
+    batch, that is the batch's first record, and ``at`` is where the scan
+    itself stopped (otherwise the two are equal).
     """
 
     END = "end"
@@ -159,12 +177,14 @@ class ScanStop:
     BAD_CRC = "record checksum mismatch"
     BAD_SEQ = "seq does not increase"
     BAD_TS = "timestamp decreases"
+    INCOMPLETE_BATCH = "batch incomplete: the data ends before the record closing it"
 
-    __slots__ = ("kind", "offset")
+    __slots__ = ("at", "kind", "offset")
 
-    def __init__(self, kind: str, offset: int) -> None:
+    def __init__(self, kind: str, offset: int, at: int | None = None) -> None:
         self.kind = kind
         self.offset = offset
+        self.at = offset if at is None else at
 
     def __repr__(self) -> str:
         return f"ScanStop({self.kind!r}, {self.offset})"
@@ -182,6 +202,7 @@ def iter_frames(
     prev_seq: int,
     prev_ts: int,
     stop: list[ScanStop],
+    hold: bool = True,
 ) -> Iterator[Frame]:
     """Yield the whole, checksummed records in ``buf[start:]``.
 
@@ -189,46 +210,68 @@ def iter_frames(
     ``buf`` was read from ``base_offset``). When the scan stops, one
     :class:`ScanStop` is appended to ``stop`` saying why and where: the caller
     decides whether that is a clean end, a torn tail or corruption.
+
+    A record flagged ``CONTINUED`` is held back until the record closing its
+    batch has been read: a batch is yielded whole or not at all. ``hold=False``
+    yields records at once, for data already known to hold whole batches only
+    (indexed before, or a sealed segment checked against the manifest).
     """
     end = len(buf)
     pos = start
+    held: list[Frame] = []
     unpack_frame = FRAME_HEADER.unpack_from
     unpack_body = BODY_HEADER.unpack_from
     crc32 = zlib.crc32
     while True:
         if pos + 8 > end:
             kind = ScanStop.END if pos == end or not any(buf[pos:end]) else ScanStop.SHORT_HEADER
-            stop.append(ScanStop(kind, base_offset + pos))
+            stop.append(_stopped(kind, base_offset + pos, held))
             return
         body_len, crc = unpack_frame(buf, pos)
         if body_len == 0:
             kind = ScanStop.END if crc == 0 else ScanStop.BAD_LENGTH
-            stop.append(ScanStop(kind, base_offset + pos))
+            stop.append(_stopped(kind, base_offset + pos, held))
             return
         if body_len < BODY_HEADER.size:
-            stop.append(ScanStop(ScanStop.BAD_LENGTH, base_offset + pos))
+            stop.append(_stopped(ScanStop.BAD_LENGTH, base_offset + pos, held))
             return
         if body_len > max_record_size:
-            stop.append(ScanStop(ScanStop.TOO_LARGE, base_offset + pos))
+            stop.append(_stopped(ScanStop.TOO_LARGE, base_offset + pos, held))
             return
         body_end = pos + 8 + body_len
         if body_end > end:
-            stop.append(ScanStop(ScanStop.SHORT_BODY, base_offset + pos))
+            stop.append(_stopped(ScanStop.SHORT_BODY, base_offset + pos, held))
             return
         if crc32(buf[pos + 8 : body_end]) != crc:
-            stop.append(ScanStop(ScanStop.BAD_CRC, base_offset + pos))
+            stop.append(_stopped(ScanStop.BAD_CRC, base_offset + pos, held))
             return
-        seq, ts, etype, codec, _, session = unpack_body(buf, pos + 8)
+        seq, ts, etype, codec, flags, session = unpack_body(buf, pos + 8)
         if seq <= prev_seq:
-            stop.append(ScanStop(ScanStop.BAD_SEQ, base_offset + pos))
+            stop.append(_stopped(ScanStop.BAD_SEQ, base_offset + pos, held))
             return
         if ts < prev_ts:
-            stop.append(ScanStop(ScanStop.BAD_TS, base_offset + pos))
+            stop.append(_stopped(ScanStop.BAD_TS, base_offset + pos, held))
             return
-        yield (base_offset + pos, body_len, seq, ts, etype, codec, session, pos + RECORD_OVERHEAD)
+        frame = (base_offset + pos, body_len, seq, ts, etype, codec, session, pos + RECORD_OVERHEAD)
+        if flags & CONTINUED and hold:
+            held.append(frame)
+        else:
+            if held:
+                yield from held
+                held = []
+            yield frame
         prev_seq = seq
         prev_ts = ts
         pos = body_end
+
+
+def _stopped(kind: str, at: int, held: list[Frame]) -> ScanStop:
+    """The stop of a scan at ``at``; inside a batch, the whole data ends at its start."""
+    if not held:
+        return ScanStop(kind, at)
+    if kind == ScanStop.END:
+        kind = ScanStop.INCOMPLETE_BATCH
+    return ScanStop(kind, held[0][0], at)
 
 
 @attrs.frozen

@@ -51,6 +51,7 @@ from journal._errors import (
     RecordTooLarge,
 )
 from journal._format import (
+    CONTINUED,
     HEADER_SIZE,
     NO_SESSION,
     RECORD_OVERHEAD,
@@ -727,11 +728,24 @@ class Journal:
         pending: list[bytes] = []
         notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
         pos = active.scanned_to
+        prev_record = (0, 0, 0, 0, NO_SESSION, b"")  # the last record packed
         for b in group:
             fixed = b.fixed
+            # A batch goes into one segment, its records chained by CONTINUED, so
+            # a crash keeps all of it or none: roll first if it does not fit. Only
+            # a batch larger than a segment is split, each piece atomic on its own.
+            last = len(b.encoded) - 1
+            size = sum(RECORD_OVERHEAD + len(e[3]) for e in b.encoded)
+            if pos + size > self.segment_size and (active.count or pending):
+                self._flush(active, pending, notes)
+                pending, notes = [], []
+                active = self._roll()
+                pos = active.scanned_to
             for k, (etype, session, codec, data) in enumerate(b.encoded):
                 frame_len = RECORD_OVERHEAD + len(data)
                 if pos + frame_len > self.segment_size and (active.count or pending):
+                    if k:  # close the piece of this oversized batch written so far
+                        pending[-1] = pack_record(*prev_record)
                     self._flush(active, pending, notes)
                     pending, notes = [], []
                     active = self._roll()
@@ -742,7 +756,8 @@ class Journal:
                     last_ts = now if now > last_ts else last_ts
                 else:
                     seq, last_ts = fixed[k]
-                pending.append(pack_record(seq, last_ts, etype, codec, session, data))
+                prev_record = (seq, last_ts, etype, codec, session, data)
+                pending.append(pack_record(*prev_record, CONTINUED if k < last else 0))
                 notes.append((pos, frame_len - 8, seq, last_ts))
                 pos += frame_len
                 b.seqs.append(seq)

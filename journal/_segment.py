@@ -134,12 +134,14 @@ class Segment:
         prev_ts: int,
         stop: list[ScanStop],
         first_chunk: int = _CHUNK,
+        hold: bool = True,
     ) -> Iterator[tuple[Frame, bytes]]:
         """Yield ``(frame, buffer)`` for the whole records from ``start``.
 
         Reads in chunks; a record that straddles a chunk is re-read whole.
         ``limit`` bounds the bytes read (a sealed segment's length). Exactly
         one :class:`ScanStop` is appended to ``stop`` when the data ends.
+        ``hold`` as for :func:`iter_frames`.
         """
         pos = start
         end_limit = limit if limit is not None else None
@@ -153,7 +155,7 @@ class Segment:
             buf = self.fs.pread(self.fd, want, pos)
             inner: list[ScanStop] = []
             progressed = pos
-            for fr in iter_frames(buf, 0, pos, max_record_size, prev_seq, prev_ts, inner):
+            for fr in iter_frames(buf, 0, pos, max_record_size, prev_seq, prev_ts, inner, hold):
                 yield fr, buf
                 prev_seq, prev_ts = fr[2], fr[3]
                 progressed = fr[0] + 8 + fr[1]
@@ -170,8 +172,8 @@ class Segment:
                 and (
                     st.kind == ScanStop.SHORT_BODY
                     or (
-                        st.kind in (ScanStop.END, ScanStop.SHORT_HEADER)
-                        and st.offset + 8 > chunk_end
+                        st.kind in (ScanStop.END, ScanStop.SHORT_HEADER, ScanStop.INCOMPLETE_BATCH)
+                        and st.at + 8 > chunk_end
                     )
                 )
             )
@@ -179,11 +181,11 @@ class Segment:
                 stop.append(st)
                 return
             if progressed == pos:
-                # The record at pos is longer than what was read: read it whole.
-                rel = st.offset - pos
+                # The record (or batch) at pos is longer than what was read: read it whole.
+                rel = st.at - pos
                 if len(buf) - rel >= 8:
                     (body_len, _) = FRAME_HEADER.unpack_from(buf, rel)
-                    want = max(want * 2, 8 + body_len)
+                    want = max(want * 2, rel + 8 + body_len)
                 else:
                     want = want * 2
             else:
@@ -248,11 +250,20 @@ class Segment:
         """Yield records from ``start`` (an ``offset_for_*`` answer) up to ``until_seq``.
 
         When the data ends before ``until_seq`` the reason is appended to ``stop``.
+        Up to ``until_seq`` the segment has been indexed (whole batches only), so
+        records are yielded without waiting for the ends of their batches.
         """
         offset, prev_seq, prev_ts = start
         base = self.base_seq
         for fr, buf in self.frames(
-            offset, limit, max_record_size, prev_seq, prev_ts, stop, first_chunk=_FIRST_CHUNK
+            offset,
+            limit,
+            max_record_size,
+            prev_seq,
+            prev_ts,
+            stop,
+            first_chunk=_FIRST_CHUNK,
+            hold=False,
         ):
             if fr[2] > until_seq:
                 return

@@ -1,0 +1,243 @@
+"""Crash-state enumeration: every state a power loss can leave is recovered without loss.
+
+Each test records a workload through :class:`tests.faultfs.RecordingFS`, then
+builds every on-disk state a power loss after each recorded operation could
+leave (unsynced writes dropped or torn at any record boundary and inside
+records, entry changes not made durable by a directory fsync undone or kept)
+and checks it: every batch acknowledged before the crash is there, whole and
+intact; no batch is there in part; a reader, a recovering writer and a fresh
+reader after one more append all agree. The fast variants run in CI; the
+exhaustive ones (every byte of every torn write, bigger workloads) with
+``--run-slow``. See docs/RELIABILITY.md for the model and the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journal import Entry, Journal
+from journal._format import pack_record
+from tests.faultfs import (
+    CrashState,
+    ExpectedLog,
+    HarnessFS,
+    check_journal_recovers,
+    enumerate_crash_states,
+    report_figures,
+)
+
+SEG = 4096  # the smallest segment size: rolls every few records
+
+
+def _appends(expected: ExpectedLog, **opts: Any) -> Callable[[Path, HarnessFS], None]:
+    """Workload: open (creating) the journal, append every batch, acknowledging each."""
+
+    def run(base: Path, fs: HarnessFS) -> None:
+        with Journal.open(base / "j", fs=fs, segment_size=SEG, **opts) as j:
+            for b in range(len(expected.batches)):
+                j.append_many(expected.entries(b))
+                fs.ack(b)
+
+    return run
+
+
+def _checker(
+    expected: ExpectedLog, *, always: tuple[int, ...] = (), ordered: bool = True
+) -> Callable[[Path, CrashState], None]:
+    def check(base: Path, state: CrashState) -> None:
+        check_journal_recovers(
+            base / "j", expected, (*always, *state.acked), ordered=ordered, segment_size=SEG
+        )
+
+    return check
+
+
+def _run(
+    name: str,
+    tmp_path: Path,
+    workload: Callable[[Path, HarnessFS], None],
+    check: Callable[[Path, CrashState], None],
+    **kw: Any,
+) -> None:
+    report = enumerate_crash_states(workload, check, tmp_path, **kw)
+    report_figures(name, report.as_dict())
+    assert report.acks > 0 and report.checked > 0
+
+
+# -- CI: fast variants -------------------------------------------------------------------
+
+
+SMALL = ExpectedLog.generate(
+    [1, 2, 1, 3, 1, 1, 2, 1, 4, 1, 1, 2, 5, 1, 3, 6, 1, 2, 2, 1, 4, 1, 3], seed=1, big=900
+)
+
+
+def test_power_loss_after_any_operation_of_creating_appending_and_rolling_loses_nothing_acked(
+    tmp_path: Path,
+) -> None:
+    _run("crash: create+append+roll", tmp_path, _appends(SMALL), _checker(SMALL))
+
+
+def test_a_process_crash_under_the_flush_policy_loses_nothing_acked(tmp_path: Path) -> None:
+    _run(
+        "crash: process crash, flush policy",
+        tmp_path,
+        _appends(SMALL, durability="flush"),
+        _checker(SMALL),
+        power_loss=False,
+    )
+
+
+def _torn_tail_setup(expected: ExpectedLog, first: int) -> Callable[[Path], None]:
+    """A journal holding batches ``0..first-1`` and a torn record after them."""
+
+    def setup(base: Path) -> None:
+        with Journal.open(base / "j", segment_size=SEG) as j:
+            for b in range(first):
+                j.append_many(expected.entries(b))
+            last = j.last_seq
+            seg = j._segs[-1]
+            path, end = seg.path, seg.scanned_to
+        torn = pack_record(last + 1, 1, 7, 0, bytes(16), b"\x91\xa4torn" * 20)[:50]
+        with open(path, "r+b") as f:
+            f.seek(end)
+            f.write(torn)
+
+    return setup
+
+
+def _resume(expected: ExpectedLog, first: int) -> Callable[[Path, HarnessFS], None]:
+    """Workload: reopen a journal with a torn tail (cut, quarantined), append the rest."""
+
+    def run(base: Path, fs: HarnessFS) -> None:
+        with Journal.open(base / "j", fs=fs, segment_size=SEG) as j:
+            for b in range(first, len(expected.batches)):
+                j.append_many(expected.entries(b))
+                fs.ack(b)
+
+    return run
+
+
+def test_power_loss_while_recovering_a_torn_tail_loses_nothing(tmp_path: Path) -> None:
+    first = 5
+    _run(
+        "crash: torn-tail recovery",
+        tmp_path,
+        _resume(SMALL, first),
+        _checker(SMALL, always=tuple(range(first))),
+        setup=_torn_tail_setup(SMALL, first),
+    )
+
+
+def _threads(expected: ExpectedLog, n_threads: int) -> Callable[[Path, HarnessFS], None]:
+    """Workload: threads appending their share of the batches at once (group commit)."""
+
+    def run(base: Path, fs: HarnessFS) -> None:
+        with Journal.open(base / "j", fs=fs, segment_size=SEG) as j:
+
+            def work(t: int) -> None:
+                for b in range(t, len(expected.batches), n_threads):
+                    j.append_many(expected.entries(b))
+                    fs.ack(b)
+
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+    return run
+
+
+def test_power_loss_during_group_commits_of_several_threads_loses_nothing_acked(
+    tmp_path: Path,
+) -> None:
+    _run(
+        "crash: group commit, 3 threads",
+        tmp_path,
+        _threads(SMALL, 3),
+        _checker(SMALL, ordered=False),
+    )
+
+
+def test_a_record_larger_than_a_segment_survives_any_crash(tmp_path: Path) -> None:
+    log = ExpectedLog(
+        [
+            [{"b": 0, "k": 0, "n": 1, "x": b"a"}],
+            [{"b": 1, "k": 0, "n": 1, "x": os.urandom(SEG + 500)}],
+            [{"b": 2, "k": 0, "n": 2, "x": b"c"}, {"b": 2, "k": 1, "n": 2, "x": b"d"}],
+        ]
+    )
+    _run("crash: record larger than a segment", tmp_path, _appends(log), _checker(log))
+
+
+# -- exhaustive (--run-slow) -----------------------------------------------------------
+
+BIG = ExpectedLog.generate([1, 3, 1, 1, 2, 5, 1, 1, 1, 2, 1, 3, 1, 1, 8, 1, 2, 1, 1, 1], seed=2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_exhaustive_power_loss_at_every_byte_of_every_write(tmp_path: Path) -> None:
+    _run(
+        "crash (exhaustive): create+append+roll",
+        tmp_path,
+        _appends(BIG),
+        _checker(BIG),
+        exhaustive=True,
+        cap=5000,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_exhaustive_power_loss_while_recovering_a_torn_tail(tmp_path: Path) -> None:
+    first = 6
+    _run(
+        "crash (exhaustive): torn-tail recovery",
+        tmp_path,
+        _resume(BIG, first),
+        _checker(BIG, always=tuple(range(first))),
+        setup=_torn_tail_setup(BIG, first),
+        exhaustive=True,
+        cap=5000,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_exhaustive_power_loss_during_group_commits(tmp_path: Path) -> None:
+    _run(
+        "crash (exhaustive): group commit, 4 threads",
+        tmp_path,
+        _threads(BIG, 4),
+        _checker(BIG, ordered=False),
+        exhaustive=True,
+        cap=5000,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_exhaustive_process_crash_under_every_policy(tmp_path: Path) -> None:
+    for policy in ("fsync", "flush", "none"):
+        _run(
+            f"crash (exhaustive): process crash, {policy} policy",
+            tmp_path / policy,
+            _appends(BIG, durability=policy),
+            _checker(BIG),
+            power_loss=False,
+        )
+
+
+def test_entries_helper_round_trips(tmp_path: Path) -> None:
+    """The workload's payloads survive the journal unchanged (sanity of the harness)."""
+    with Journal.open(tmp_path / "j") as j:
+        j.append_many([Entry(7, p) for p in SMALL.batches[3]])
+        assert [j.decode(r) for r in j.scan()] == SMALL.batches[3]
