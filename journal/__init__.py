@@ -62,6 +62,7 @@ from journal._segment import Record
 
 if TYPE_CHECKING:
     from journal._aio import AsyncPointInTimeView, AsyncSessionStore
+    from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
 # The store stands above the projections, which import the journal core: it is
@@ -71,6 +72,9 @@ _LAZY = {
     "AsyncPointInTimeView": "journal._aio",
     "AsyncSessionStore": "journal._aio",
     "HistoryEntry": "journal._store",
+    "ImportItem": "journal._import",
+    "ImportProblem": "journal._import",
+    "ImportReport": "journal._import",
     "PointInTimeView": "journal._store",
     "SessionStore": "journal._store",
     "StoreStatistics": "journal._store",
@@ -108,6 +112,9 @@ __all__ = [
     "FunctionCallOutput",
     "HistoryEntry",
     "HorizonError",
+    "ImportItem",
+    "ImportProblem",
+    "ImportReport",
     "InputImage",
     "InputText",
     "InvalidArgument",

@@ -35,6 +35,7 @@ from journal._errors import (
     SessionNotFound,
 )
 from journal._events import EventType, event_name, pack_blob, unpack_blob, upcast
+from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, to_ns
 from journal._model import (
     CheckpointMetadata,
@@ -898,6 +899,26 @@ class SessionStore(_Queries):
         """A read-only view of the store as of ``when`` (aware datetime or seq)."""
         seq = self.resolve_point(when)
         return PointInTimeView(self._journal, seq, self._runner.snap_dir)
+
+    # -- legacy import --------------------------------------------------------------------
+
+    def import_legacy(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        """Import a legacy v2 history (``sessions/*.agcx``, ``checkpoints/*.ckpt``).
+
+        ``path`` defaults to this store's own root. Each file is imported once
+        (a second run reports it ``already imported``); damaged files are
+        reported, never modified; sessions the journal holds with other
+        content are skipped, never overwritten. ``dry_run`` writes nothing;
+        ``progress(done, total)`` is called per file. The rules are in
+        ``journal._import``.
+        """
+        return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
 
 
 def _horizon_error(what: str, horizon_seq: int, horizon_ts: int) -> HorizonError:
