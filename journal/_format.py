@@ -47,6 +47,7 @@ Manifest (``MANIFEST``)::
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -224,7 +225,10 @@ def iter_frames(
     crc32 = zlib.crc32
     while True:
         if pos + 8 > end:
-            kind = ScanStop.END if pos == end or not any(buf[pos:end]) else ScanStop.SHORT_HEADER
+            # Whether a few trailing zero bytes are the end of the data or the
+            # start of a frame cut by the end of a read buffer, only the caller
+            # knows: it decides (``Segment.frames``).
+            kind = ScanStop.END if pos == end else ScanStop.SHORT_HEADER
             stop.append(_stopped(kind, base_offset + pos, held))
             return
         body_len, crc = unpack_frame(buf, pos)
@@ -290,15 +294,26 @@ class SegmentInfo:
     first_ts: int = 0
     last_ts: int = 0
     length: int = 0
+    file: str = ""  # a rewritten segment's own file name; "" means segment_name(base_seq)
 
     @property
     def name(self) -> str:
-        return segment_name(self.base_seq)
+        return self.file or segment_name(self.base_seq)
 
 
-def segment_name(base_seq: int) -> str:
-    """File name of the segment whose first seq is ``base_seq``."""
+def segment_name(base_seq: int, rewrite: int = 0) -> str:
+    """File name of the segment whose first seq is ``base_seq``.
+
+    A segment written by compaction or purge carries the manifest generation
+    that introduced it (``-r<gen>``), so it never has the name of a file it
+    replaces: the old and the new journal coexist until the manifest switch.
+    """
+    if rewrite:
+        return f"{base_seq:020d}-r{rewrite}.agcx"
     return f"{base_seq:020d}.agcx"
+
+
+SEGMENT_FILE_RE = re.compile(r"^(\d{20})(?:-r(\d+))?\.agcx$")
 
 
 @attrs.frozen
@@ -332,6 +347,7 @@ def encode_manifest(m: Manifest) -> bytes:
                     "t0": s.first_ts,
                     "t1": s.last_ts,
                     "len": s.length,
+                    **({"nm": s.file} if s.file else {}),
                 }
                 for s in m.segments
             ],
@@ -376,6 +392,7 @@ def decode_manifest(data: bytes, path: str) -> Manifest:
                 first_ts=_int(s["t0"], signed=True),
                 last_ts=_int(s["t1"], signed=True),
                 length=_int(s["len"]),
+                file=_file_name(s.get("nm", "")),
             )
             for s in raw["segs"]
         )
@@ -395,6 +412,15 @@ def decode_manifest(data: bytes, path: str) -> Manifest:
         ) from exc
     _check_manifest(m, path)
     return m
+
+
+def _file_name(v: Any) -> str:
+    # A name from the manifest becomes a path: only our own pattern is accepted.
+    if v == "":
+        return ""
+    if not isinstance(v, str) or not SEGMENT_FILE_RE.match(v):
+        raise ValueError(f"segment file name {v!r} is not a segment name")
+    return v
 
 
 def _int(v: Any, signed: bool = False) -> int:

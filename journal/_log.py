@@ -26,14 +26,13 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import attrs
@@ -55,6 +54,7 @@ from journal._format import (
     HEADER_SIZE,
     NO_SESSION,
     RECORD_OVERHEAD,
+    SEGMENT_FILE_RE,
     Manifest,
     ScanStop,
     SegmentHeader,
@@ -70,9 +70,10 @@ from journal._segment import Record, Segment
 
 __all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "to_ns"]
 
+_T = TypeVar("_T")
+
 Durability = Literal["fsync", "flush", "none"]
 _DURABILITIES = ("fsync", "flush", "none")
-_SEGMENT_RE = re.compile(r"^(\d{20})\.agcx$")
 _MAX_MANIFEST_FILE = 64 << 20
 _QUARANTINE = "quarantine"
 
@@ -241,6 +242,9 @@ class Journal:
         )
         try:
             j._open()
+        except OSError as exc:
+            j._release_fds()
+            raise j._io_error("open", exc) from exc
         except BaseException:
             j._release_fds()
             raise
@@ -300,11 +304,24 @@ class Journal:
         self._segs = []
         self._bases = []
         if self._lock_fd is not None:
-            self._fs.close(self._lock_fd)
+            with contextlib.suppress(OSError):
+                self._fs.close(self._lock_fd)
             self._lock_fd = None
         if self._manifest_fd is not None:
-            self._fs.close(self._manifest_fd)
+            with contextlib.suppress(OSError):
+                self._fs.close(self._manifest_fd)
             self._manifest_fd = None
+
+    def _io_error(self, what: str, exc: OSError) -> JournalError:
+        """The error a caller sees when the operating system fails a file operation.
+
+        Not :class:`CorruptJournal`: the bytes on disk are not known to be
+        damaged; the disk (space, permissions, hardware) needs attention.
+        """
+        return JournalError(
+            f"cannot {what} journal {self.root}: {exc}; nothing acknowledged is lost: "
+            "fix the cause (disk space, permissions, I/O errors) and try again"
+        )
 
     def __enter__(self) -> Journal:
         return self
@@ -334,13 +351,15 @@ class Journal:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
+                    raise self._io_error(f"lock {self._lock_path} of", exc) from exc
             if time.monotonic() >= deadline:
                 raise JournalBusy(self._lock_path, self._lock_holder(), self.lock_timeout)
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
-        # The holder's pid, for the JournalBusy message of whoever waits next.
-        os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
+        # The holder's pid, for the JournalBusy message of whoever waits next
+        # (only a hint: failing to write it must not leave the lock held).
+        with contextlib.suppress(OSError):
+            self._fs.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -408,6 +427,8 @@ class Journal:
         except FileNotFoundError:
             raise CorruptJournal(self._manifest_path, None, "MANIFEST is missing") from None
         except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise  # the disk failed: an I/O error for the caller, not damage
             raise CorruptJournal(self._manifest_path, None, f"cannot open: {exc}") from exc
         try:
             st = fs.fstat(fd)
@@ -416,14 +437,13 @@ class Journal:
                     self._manifest_path, None, f"MANIFEST is {st.st_size} bytes: impossibly large"
                 )
             data = fs.pread(fd, st.st_size, 0)
-        except OSError as exc:
-            fs.close(fd)
-            raise CorruptJournal(self._manifest_path, None, f"cannot read: {exc}") from exc
         except BaseException:
-            fs.close(fd)
+            with contextlib.suppress(OSError):
+                fs.close(fd)
             raise
         if self._manifest_fd is not None:
-            fs.close(self._manifest_fd)
+            with contextlib.suppress(OSError):
+                fs.close(self._manifest_fd)
         self._manifest_fd = fd
         self._manifest_stamp = (st.st_dev, st.st_ino)
         return data
@@ -453,7 +473,6 @@ class Journal:
                 except FileNotFoundError:
                     same = False
                 if not same:
-                    seg.close()
                     seg = None
             if seg is None:
                 seg = Segment(fs, path, info.base_seq, writable=active and not self.readonly)
@@ -470,8 +489,8 @@ class Journal:
             elif active and not self.readonly and seg.alloc_end == 0:
                 seg.alloc_end = seg.file_size()
             segs.append(seg)
-        for s in old.values():
-            s.close()
+        # Segments no longer listed are not closed here: a scan in another
+        # thread may still be reading one. Each closes when its last user lets go.
         self._manifest = m
         self._segs = segs
         self._bases = [s.base_seq for s in segs]
@@ -527,19 +546,48 @@ class Journal:
         switch: nothing in it was ever acknowledged.
         """
         fs = self._fs
-        known = set(self._bases)
+        assert self._manifest is not None
+        known = {s.name for s in self._manifest.segments}
         removed = False
-        for name in fs.listdir(self._seg_dir):
-            m = _SEGMENT_RE.match(name)
-            if (m and int(m.group(1)) not in known) or ".tmp." in name:
-                fs.unlink(os.path.join(self._seg_dir, name))
-                removed = True
+        with self.rewrite_lock(wait=False) as free:
+            if not free:
+                return  # a compaction or purge is writing its new segments right now
+            for name in fs.listdir(self._seg_dir):
+                if (SEGMENT_FILE_RE.match(name) and name not in known) or ".tmp." in name:
+                    fs.unlink(os.path.join(self._seg_dir, name))
+                    removed = True
         for name in fs.listdir(self.root):
             if name.startswith("MANIFEST.tmp."):
                 fs.unlink(os.path.join(self.root, name))
                 removed = True
         if removed and self.durability != "none":
             fs.fsync_dir(self._seg_dir)
+
+    @contextlib.contextmanager
+    def rewrite_lock(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold ``COMPACT``, the lock that serialises compactions and purges.
+
+        They write new segment files for a long time outside the commit lock;
+        holding this one tells every writer not to take those files for
+        leftovers of a crash. Yields whether the lock was obtained (with
+        ``wait=False`` it may not be).
+        """
+        path = os.path.join(self.root, "COMPACT")
+        fd = self._fs.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._fs.close(fd)
 
     def _ensure_indexed(self, i: int) -> None:
         """Index sealed segment ``i`` completely, checking it against the manifest."""
@@ -622,6 +670,35 @@ class Journal:
 
         batch.prepare = lambda: check()  # runs under the lock, after catching up
         return self._submit(batch)
+
+    def under_commit_lock(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` holding the commit lock, after catching up with every process.
+
+        For the brief switches of compaction and purge; ``fn`` may read the
+        journal and call :meth:`_roll` / :meth:`_switch_manifest`.
+        """
+        result: list[_T] = []
+
+        def run() -> None:
+            result.append(fn())
+
+        self._submit(_Batch([], run))
+        return result[0]
+
+    def seal_active(self) -> None:
+        """Seal the active segment (if it holds records) and start a new one."""
+
+        def seal() -> None:
+            if self._segs[-1].count:
+                self._roll()
+
+        self.under_commit_lock(seal)
+
+    def _switch_manifest(self, m: Manifest) -> None:
+        """Write ``m`` (already holding the commit lock) and adopt it."""
+        self._write_manifest(m)
+        with self._mutex:
+            self._load_manifest()
 
     def _submit(self, batch: _Batch) -> list[int]:
         self._check_writable()
@@ -845,7 +922,10 @@ class Journal:
             # While this process commits it holds the lock: nobody else can
             # append, and its own records are indexed when the commit ends.
             if not self._in_commit:
-                self._catch_up(writer=False)
+                try:
+                    self._catch_up(writer=False)
+                except OSError as exc:
+                    raise self._io_error("read", exc) from exc
             return self._segs[-1].last_seq if self._segs else 0
 
     @property
@@ -869,13 +949,27 @@ class Journal:
         try:
             return self._codec.decode(record.codec, record.payload)
         except JournalError as exc:
-            path = os.path.join(self._seg_dir, segment_name(record.segment))
+            path = self.segment_path(record.segment)
             raise CorruptJournal(path, record.offset, f"seq {record.seq}: {exc}") from exc
+
+    def segment_path(self, base_seq: int) -> str:
+        """The file of the segment whose base seq is ``base_seq`` (for messages)."""
+        m = self._manifest
+        for s in m.segments if m is not None else ():
+            if s.base_seq == base_seq:
+                return os.path.join(self._seg_dir, s.name)
+        return os.path.join(self._seg_dir, segment_name(base_seq))
 
     def read(self, seq: int) -> Record:
         """The record with this seq; :class:`RecordNotFound` if there is none."""
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise InvalidArgument(f"seq must be an int, got {type(seq).__name__}")
+        try:
+            return self._read(seq)
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+
+    def _read(self, seq: int) -> Record:
         last = self.refresh()
         if not 1 <= seq <= last:
             raise RecordNotFound(f"no record with seq {seq} (last seq is {last})")
@@ -912,6 +1006,18 @@ class Journal:
         records visible are those present when the scan starts; header fields
         are read without decompressing payloads.
         """
+        try:
+            yield from self._scan(from_seq, until_seq, since, until)
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+
+    def _scan(
+        self,
+        from_seq: int | None,
+        until_seq: int | None,
+        since: datetime | int | None,
+        until: datetime | int | None,
+    ) -> Iterator[Record]:
         last = self.refresh()
         if until_seq is not None:
             last = min(last, until_seq)

@@ -9,6 +9,7 @@ or corruption to report).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import weakref
 from array import array
@@ -87,6 +88,8 @@ class Segment:
         except FileNotFoundError:
             raise CorruptJournal(path, None, "segment listed in the manifest is missing") from None
         except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise  # the disk failed: an I/O error for the caller, not damage
             raise CorruptJournal(path, None, f"segment cannot be opened: {exc}") from exc
         # Closing the fd when the last reference goes lets a scan that still
         # holds a segment replaced by compaction finish its read.
@@ -178,6 +181,9 @@ class Segment:
                 )
             )
             if not at_boundary:
+                if st.kind == ScanStop.SHORT_HEADER and not any(buf[st.offset - pos :]):
+                    # Fewer than 8 bytes left, all zero, at the real end: preallocation.
+                    st = ScanStop(ScanStop.END, st.offset)
                 stop.append(st)
                 return
             if progressed == pos:

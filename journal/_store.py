@@ -27,10 +27,13 @@ from uuid import UUID
 
 import attrs
 
+from journal import _compact
+from journal._compact import CompactionReport, PurgeReport
 from journal._errors import (
     CheckpointNotFound,
     HorizonError,
     InvalidArgument,
+    JournalError,
     RecordNotFound,
     SessionNotFound,
 )
@@ -76,6 +79,7 @@ __all__ = [
     "PointInTimeView",
     "SessionStore",
     "StoreStatistics",
+    "resolve_point",
     "summarize",
 ]
 
@@ -189,6 +193,32 @@ def _blob(obj: object, what: str) -> bytes:
         return pack_blob(obj)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"{what} cannot be encoded as msgpack: {exc}") from exc
+
+
+def full_save_payload(
+    meta_wire: dict[str, Any],
+    conversation_id: UUID,
+    messages: Sequence[MessageSnapshot],
+    context: ConversationContext,
+    mode_history: tuple[tuple[OperatingMode, datetime], ...],
+    state: SessionState,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """The payload of a ``SessionSaved`` that carries the whole session."""
+    payload: dict[str, Any] = {
+        "v": 1,
+        "meta": meta_wire,
+        "cid": conversation_id.bytes,
+        "base": 0,
+        "n": len(messages),
+        "msgs": _blob(messages_to_wire(messages), "messages"),
+        "cx": context_to_wire(context),
+        "mh": mode_history_to_wire(mode_history),
+        "st": state_to_wire(state),
+    }
+    if actor:
+        payload["actor"] = actor
+    return payload
 
 
 def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> bool:
@@ -578,19 +608,15 @@ class SessionStore(_Queries):
         meta_wire.pop("ck", None)
 
         def full() -> Entry:
-            payload: dict[str, Any] = {
-                "v": 1,
-                "meta": meta_wire,
-                "cid": conversation.id.bytes,
-                "base": 0,
-                "n": len(messages),
-                "msgs": _blob(messages_to_wire(messages), "messages"),
-                "cx": context_to_wire(conversation.context),
-                "mh": mode_history_to_wire(conversation.mode_history),
-                "st": state_to_wire(state),
-            }
-            if actor:
-                payload["actor"] = actor
+            payload = full_save_payload(
+                meta_wire,
+                conversation.id,
+                messages,
+                conversation.context,
+                conversation.mode_history,
+                state,
+                actor,
+            )
             return Entry(EventType.SESSION_SAVED, payload, sid)
 
         with self._lock_for(sid):
@@ -862,6 +888,44 @@ class SessionStore(_Queries):
         self._checkpoint_record(sid, cid)
         self._append([Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)])
 
+    # -- compaction and purge -------------------------------------------------------------
+
+    def compact(
+        self, retain: timedelta = timedelta(days=7), *, dry_run: bool = False
+    ) -> CompactionReport:
+        """Fold sealed segments older than ``retain`` into the minimal events that
+        rebuild the same state; the cut becomes the horizon. See ``journal._compact``.
+        """
+        try:
+            return _compact.compact(self, retain, dry_run=dry_run)
+        except OSError as exc:
+            raise JournalError(
+                f"compaction stopped by an I/O error ({exc}); the journal is the one before "
+                "the compaction or the compacted one, never a mix: run it again"
+            ) from exc
+
+    def purge(self, session_id: UUID | str, *, actor: str | None = None) -> PurgeReport:
+        """Delete a session now and remove every byte of it from the journal."""
+        if actor is not None and not isinstance(actor, str):
+            raise InvalidArgument("actor must be a string")
+        try:
+            return _compact.purge(self, _sid(session_id), actor)
+        except OSError as exc:
+            raise JournalError(
+                f"purge stopped by an I/O error ({exc}); the session is deleted but some of "
+                "its bytes may remain: run the purge again"
+            ) from exc
+
+    def _after_rewrite(self, forget: bytes | None = None) -> None:
+        """Catch up after compaction or purge replaced segments, and persist state."""
+        with self._bases_lock:
+            if forget is None:
+                self._bases.clear()
+            else:
+                self._bases.pop(forget, None)
+        self._sync()
+        self._runner.persist()
+
     # -- point in time --------------------------------------------------------------------
 
     def resolve_point(self, when: datetime | int) -> int:
@@ -871,29 +935,7 @@ class SessionStore(_Queries):
         compaction horizon (naming the earliest recoverable time and seq).
         """
         self._sync()
-        js = self._journal.statistics()
-        horizon_seq, horizon_ts = js.horizon_seq, js.horizon_ts_ns
-        if isinstance(when, bool) or not isinstance(when, int | datetime):
-            raise InvalidArgument(
-                f"a point in time is an aware datetime or a seq, got {type(when).__name__}"
-            )
-        if isinstance(when, int):
-            if when < 0:
-                raise InvalidArgument(f"seq must be >= 0, got {when}")
-            if when > js.last_seq:
-                raise InvalidArgument(f"seq {when} is in the future (last seq is {js.last_seq})")
-            if when < horizon_seq:
-                raise _horizon_error(f"seq {when}", horizon_seq, horizon_ts)
-            return when
-        ns = to_ns(when)
-        if ns > time.time_ns():
-            raise InvalidArgument(f"{when.isoformat()} is in the future")
-        if horizon_seq and ns < horizon_ts:
-            raise _horizon_error(when.isoformat(), horizon_seq, horizon_ts)
-        # The point is just before the first record stamped after it.
-        after = next(iter(self._journal.scan(since=ns + 1)), None)
-        seq = js.last_seq if after is None else after.seq - 1
-        return max(seq, horizon_seq)
+        return resolve_point(self._journal, when)
 
     def at(self, when: datetime | int) -> PointInTimeView:
         """A read-only view of the store as of ``when`` (aware datetime or seq)."""
@@ -919,6 +961,37 @@ class SessionStore(_Queries):
         ``journal._import``.
         """
         return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
+
+
+def resolve_point(journal: Journal, when: datetime | int) -> int:
+    """The seq a point in time (aware datetime or seq) stands for in ``journal``.
+
+    Refuses naive datetimes, points in the future and points before the
+    compaction horizon (naming the earliest recoverable time and seq).
+    """
+    js = journal.statistics()
+    horizon_seq, horizon_ts = js.horizon_seq, js.horizon_ts_ns
+    if isinstance(when, bool) or not isinstance(when, int | datetime):
+        raise InvalidArgument(
+            f"a point in time is an aware datetime or a seq, got {type(when).__name__}"
+        )
+    if isinstance(when, int):
+        if when < 0:
+            raise InvalidArgument(f"seq must be >= 0, got {when}")
+        if when > js.last_seq:
+            raise InvalidArgument(f"seq {when} is in the future (last seq is {js.last_seq})")
+        if when < horizon_seq:
+            raise _horizon_error(f"seq {when}", horizon_seq, horizon_ts)
+        return when
+    ns = to_ns(when)
+    if ns > time.time_ns():
+        raise InvalidArgument(f"{when.isoformat()} is in the future")
+    if horizon_seq and ns < horizon_ts:
+        raise _horizon_error(when.isoformat(), horizon_seq, horizon_ts)
+    # The point is just before the first record stamped after it.
+    after = next(iter(journal.scan(since=ns + 1)), None)
+    seq = js.last_seq if after is None else after.seq - 1
+    return max(seq, horizon_seq)
 
 
 def _horizon_error(what: str, horizon_seq: int, horizon_ts: int) -> HorizonError:

@@ -23,6 +23,7 @@ class Chain:
     """
 
     __slots__ = (
+        "born",
         "changes",
         "checkpoints",
         "delta_bytes",
@@ -42,6 +43,7 @@ class Chain:
         self.raw = 0
         self.checkpoints: dict[bytes, list[Any]] = {}
         self.changes = 0  # bumped on every change, so callers can cache derived views
+        self.born = 0  # seq of the save that began this life of the session
 
     @property
     def head(self) -> int:
@@ -57,6 +59,7 @@ class Chain:
             self.stored,
             self.raw,
             self.checkpoints,
+            self.born,
         ]
 
     @classmethod
@@ -71,6 +74,7 @@ class Chain:
             s[5],
         )
         c.checkpoints = {bytes(k): list(v) for k, v in s[6].items()}
+        c.born = s[7]
         return c
 
 
@@ -90,6 +94,7 @@ class SessionContents:
             chain = self.chains.get(sid)
             if chain is None:
                 chain = self.chains[sid] = Chain()
+                chain.born = rec.seq
             size, raw = rec.size, event["_raw"]
             base = event.get("base", 0)
             if base == 0 or not chain.seqs or base != chain.messages:

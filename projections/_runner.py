@@ -22,7 +22,7 @@ import msgpack
 import zstandard
 
 from journal._codec import Codec, raw_size, unpack_bounded
-from journal._errors import CorruptPayload, JournalError, RecordNotFound
+from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
 from journal._events import upcast
 from journal._log import Journal
 from projections._base import Projection
@@ -60,6 +60,8 @@ class ProjectionRunner:
         self.ts_ns = 0
         self.lock = threading.RLock()
         self.restored_from_snapshot = False
+        self.horizon_seq: int | None = None  # the compaction horizon the state was built at
+        self.persist_error: OSError | None = None
         self.replayed = 0
         self._since_persist = 0
         self._codec = Codec(max_payload=_MAX_SNAP)
@@ -70,6 +72,15 @@ class ProjectionRunner:
         """Apply every record after the last one applied; return the last seq applied."""
         with self.lock:
             j = self.journal
+            j.refresh()
+            horizon = j.manifest.horizon_seq
+            if horizon != self.horizon_seq:
+                if self.horizon_seq is not None and self.seq:
+                    # Compaction replaced the records the state points at
+                    # (same answers, other seqs): rebuild from the new log.
+                    self._reset()
+                    self.seq = self.ts_ns = 0
+                self.horizon_seq = horizon
             decode = j.decode
             projections = self.projections
             n = 0
@@ -83,11 +94,10 @@ class ProjectionRunner:
                     for p in projections:
                         p.apply(rec, event)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    path = os.path.join(j.root, "segments", f"{rec.segment:020d}.agcx")
-                    from journal._errors import CorruptJournal
-
                     raise CorruptJournal(
-                        path, rec.offset, f"seq {rec.seq}: malformed event payload ({exc!r})"
+                        j.segment_path(rec.segment),
+                        rec.offset,
+                        f"seq {rec.seq}: malformed event payload ({exc!r})",
                     ) from exc
                 self.seq = rec.seq
                 self.ts_ns = rec.ts_ns
@@ -130,6 +140,7 @@ class ProjectionRunner:
                 self._reset()
                 return False
             self.seq, self.ts_ns = seq, ts
+            self.horizon_seq = self.journal.manifest.horizon_seq
             self.restored_from_snapshot = True
             return True
 
@@ -172,9 +183,22 @@ class ProjectionRunner:
             return None
 
     def persist(self) -> None:
-        """Write every projection's state to its snap (atomically)."""
+        """Write every projection's state to its snap (atomically).
+
+        A snap is only a cache: if it cannot be written (disk full, I/O error)
+        the next open replays more of the log, nothing is lost. The error is
+        kept in :attr:`persist_error` rather than raised from ``close()``.
+        """
         if self.snap_dir is None or self.journal.readonly:
             return
+        try:
+            self._persist()
+            self.persist_error = None
+        except OSError as exc:
+            self.persist_error = exc
+
+    def _persist(self) -> None:
+        assert self.snap_dir is not None
         with self.lock:
             fs = self.journal._fs
             with contextlib.suppress(FileExistsError):

@@ -1,0 +1,299 @@
+"""Compaction and purge: cleanup that never loses what it must keep.
+
+**Compaction** rewrites the sealed segments older than the retention window
+into the fewest events that rebuild the same state at the cut (the last seq of
+those segments), which becomes the horizon:
+
+* per live session, one full ``SessionSaved`` with everything folded in
+  (deltas, tags, favorite, title, last access). It takes the seq and time of
+  the save that began the session's current life, so it precedes the
+  session's checkpoints as the original did;
+* the live checkpoints' ``CheckpointCreated`` records, verbatim;
+* ``LegacyImported`` (so a re-import stays a no-op) and ``SessionPurged``
+  (the audit trail of purges), verbatim;
+* nothing of deleted sessions, nothing superseded.
+
+Seqs are kept (gaps are fine); the active segment is never compacted.
+
+**Purge** is the privacy path: it appends ``SessionPurged``, seals the active
+segment, and rewrites every segment holding a record of the session without
+those records, so no byte of its content stays in the journal (its
+``LegacyImported`` records, a file name and hash, stay so that a re-import
+does not resurrect it); projection snapshots and quarantined tails, which may
+hold its bytes too, are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import attrs
+
+from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
+from journal._events import EventType, upcast
+from journal._format import SegmentInfo
+from journal._log import Journal
+from journal._rewrite import (
+    RewriteConflict,
+    remove_segment_files,
+    switch_segments,
+    write_segment_files,
+)
+from journal._segment import Record
+
+if TYPE_CHECKING:
+    from journal._store import SessionStore
+
+__all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge"]
+
+_KEPT_VERBATIM = (EventType.LEGACY_IMPORTED, EventType.SESSION_PURGED)
+
+
+def _dt(ns: int) -> datetime | None:
+    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else None
+
+
+@attrs.frozen
+class CompactionReport:
+    """What a compaction did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool
+    horizon_seq: int
+    horizon_time: datetime | None
+    segments_before: int
+    segments_after: int
+    records_before: int
+    records_after: int
+    bytes_before: int
+    bytes_after: int
+    live_sessions: int
+    live_checkpoints: int
+    seconds: float
+
+    @property
+    def reclaimed_bytes(self) -> int:
+        return max(0, self.bytes_before - self.bytes_after)
+
+    def to_json(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        d["horizon_time"] = self.horizon_time.isoformat() if self.horizon_time else None
+        d["reclaimed_bytes"] = self.reclaimed_bytes
+        return d
+
+
+@attrs.frozen
+class PurgeReport:
+    """What a purge removed."""
+
+    session_id: UUID
+    purge_seq: int
+    records_removed: int
+    bytes_removed: int
+    segments_rewritten: int
+    files_removed: tuple[str, ...]
+    seconds: float
+    note: str = (
+        "point-in-time views before the purge no longer contain this session; "
+        "the rest of the history is unchanged"
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        d["session_id"] = str(self.session_id)
+        d["files_removed"] = list(self.files_removed)
+        return d
+
+
+@contextlib.contextmanager
+def _exclusive(j: Journal, what: str) -> Iterator[None]:
+    with j.rewrite_lock(wait=False) as free:
+        if not free:
+            raise JournalBusy(os.path.join(j.root, "COMPACT"), None, 0)
+        yield
+
+
+def plan_cut(j: Journal, retain: timedelta) -> list[SegmentInfo]:
+    """The leading sealed segments whose every record is older than ``now - retain``."""
+    if not isinstance(retain, timedelta) or retain < timedelta(0):
+        raise InvalidArgument(f"retain must be a non-negative timedelta, got {retain!r}")
+    j.refresh()
+    cutoff = time.time_ns() - int(retain.total_seconds() * 1e9)
+    prefix: list[SegmentInfo] = []
+    for s in j.manifest.segments:
+        if not s.sealed or (s.count and s.last_ts > cutoff):
+            break
+        prefix.append(s)
+    # Nothing new to fold: the prefix is what the last compaction already wrote.
+    if prefix and all(s.file and s.last_seq <= j.manifest.horizon_seq for s in prefix):
+        return []
+    return prefix
+
+
+def _scan_segments(j: Journal, infos: list[SegmentInfo]) -> Iterator[Record]:
+    last = max((s.last_seq for s in infos if s.count), default=0)
+    if last:
+        yield from j.scan(from_seq=infos[0].base_seq, until_seq=last)
+
+
+def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) -> CompactionReport:
+    """Fold the sealed segments older than ``retain``; see the module docstring."""
+    from journal._store import PointInTimeView, full_save_payload
+
+    started = time.perf_counter()
+    j = store.journal
+    with _exclusive(j, "compaction"):
+        store._sync()
+        prefix = plan_cut(j, retain)
+        total_segments = len(j.manifest.segments)
+        if not prefix:
+            return CompactionReport(
+                dry_run, j.manifest.horizon_seq, _dt(j.manifest.horizon_ts), total_segments,
+                total_segments, 0, 0, 0, 0, 0, 0, time.perf_counter() - started,
+            )
+        counted = [s for s in prefix if s.count]
+        cut = max((s.last_seq for s in counted), default=prefix[-1].base_seq - 1)
+        cut_ts = max((s.last_ts for s in counted), default=j.manifest.horizon_ts)
+        view = PointInTimeView(j, cut, None)
+        kept: dict[int, Record] = {}
+        codec = j._codec
+        live_checkpoints = 0
+        for sid, chain in view._contents.chains.items():
+            meta_wire = view._index.sessions[sid]
+            first = j.read(chain.born)
+            if chain.seqs == [chain.born]:
+                ev = upcast(first.event_type, j.decode(first))
+                same_meta = {k: v for k, v in ev["meta"].items() if k != "ck"} == meta_wire
+                if same_meta:
+                    kept[first.seq] = first  # already one full save: keep its bytes
+            if first.seq not in kept:
+                base = view._read_chain(chain.seqs)
+                payload = full_save_payload(
+                    meta_wire, base.conversation_id, base.messages, base.context,
+                    base.mode_history, base.state,
+                )
+                c, data = codec.encode(payload)
+                kept[first.seq] = Record(
+                    first.seq, first.ts_ns, EventType.SESSION_SAVED, sid, c, data, 0, 0
+                )
+            for ck in chain.checkpoints.values():
+                kept[int(ck[0])] = j.read(int(ck[0]))
+                live_checkpoints += 1
+        records_before = bytes_before = 0
+        for rec in _scan_segments(j, prefix):
+            records_before += 1
+            if rec.event_type in _KEPT_VERBATIM:
+                kept[rec.seq] = rec
+        bytes_before = sum(s.length for s in prefix)
+        out = [kept[s] for s in sorted(kept)]
+        if dry_run:
+            from journal._format import HEADER_SIZE
+
+            size = sum(r.size for r in out)
+            n_files = max(1, -(-size // j.segment_size))
+            return CompactionReport(
+                True, cut, _dt(cut_ts), total_segments,
+                total_segments - len(prefix) + n_files, records_before, len(out),
+                bytes_before, size + n_files * HEADER_SIZE, len(view._contents.chains),
+                live_checkpoints, time.perf_counter() - started,
+            )
+        new = write_segment_files(
+            j, out, generation=j.manifest.generation + 1, first_base=prefix[0].base_seq
+        )
+        try:
+            switch_segments(j, prefix, new, horizon=(cut, cut_ts))
+        except RewriteConflict:
+            remove_segment_files(j, new)
+            raise
+        remove_segment_files(j, prefix)
+        store._after_rewrite()
+        return CompactionReport(
+            False, cut, _dt(cut_ts), total_segments, len(j.manifest.segments),
+            records_before, len(out), bytes_before, sum(s.length for s in new),
+            len(view._contents.chains), live_checkpoints, time.perf_counter() - started,
+        )
+
+
+def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> PurgeReport:
+    """Delete a session and remove every byte of it from the journal."""
+    started = time.perf_counter()
+    j = store.journal
+    sid = session_id.bytes
+    with _exclusive(j, "purge"):
+        store._sync()
+        if not any(r.session == sid for r in j.scan()):
+            raise SessionNotFound(f"no record of session {session_id} in the journal")
+        payload: dict[str, Any] = {"v": 1}
+        if actor:
+            payload["actor"] = actor
+        from journal._log import Entry
+
+        purge_seq = store._append([Entry(EventType.SESSION_PURGED, payload, session_id)])[0]
+        j.seal_active()
+        replaced: list[SegmentInfo] = []
+        new: list[SegmentInfo] = []
+        removed = removed_bytes = 0
+        generation = j.manifest.generation + 1
+        for s in j.manifest.segments:
+            if not s.sealed or not s.count:
+                continue
+            recs = list(_scan_segments(j, [s]))
+            doomed = {r.seq for r in recs if _purged(r, sid, purge_seq)}
+            if not doomed:
+                continue
+            removed += len(doomed)
+            removed_bytes += sum(r.size for r in recs if r.seq in doomed)
+            keep = [r for r in recs if r.seq not in doomed]
+            new += write_segment_files(
+                j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
+            )
+            replaced.append(s)
+        if replaced:
+            try:
+                switch_segments(j, replaced, new)
+            except RewriteConflict:
+                remove_segment_files(j, new)
+                raise
+            remove_segment_files(j, replaced)
+        files = _remove_derived_copies(j)
+        store._after_rewrite(forget=sid)
+        return PurgeReport(
+            session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
+            time.perf_counter() - started,
+        )
+
+
+def _purged(rec: Record, sid: bytes, purge_seq: int) -> bool:
+    """Whether purge removes this record. ``LegacyImported`` records stay: they
+    hold only a file name and hash, and they stop a re-import from bringing
+    the purged session back from the legacy files."""
+    return (
+        rec.session == sid
+        and rec.seq < purge_seq
+        and rec.event_type != EventType.LEGACY_IMPORTED
+    )
+
+
+def _remove_derived_copies(j: Journal) -> list[str]:
+    """Remove files that may hold copies of journal bytes: snapshots and quarantined tails."""
+    gone = []
+    fs = j._fs
+    for sub in ("projections", "quarantine"):
+        d = os.path.join(j.root, sub)
+        try:
+            names = fs.listdir(d)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            with contextlib.suppress(FileNotFoundError):
+                fs.unlink(path)
+                gone.append(path)
+        if gone and j.durability != "none":
+            fs.fsync_dir(d)
+    return gone
