@@ -593,23 +593,34 @@ def enumerate_crash_states(
 class FaultFS(HarnessFS):
     """Fails the ``fail_at``-th file operation (counting from 1) with ``err``.
 
-    ``persistent``: that operation and every later one fail. A failing
-    ``pwrite`` of ``ENOSPC`` first writes half its data (a short write, as a
-    full disk gives); a failing ``close`` still releases the descriptor, as
-    Linux does.
+    ``persistent``: that operation and every later one fail. ``only`` limits
+    the operations counted (and failed) to those named (``"pwrite"``,
+    ``"fdatasync"``, ...). A failing ``pwrite`` of ``ENOSPC`` first writes half
+    its data (a short write, as a full disk gives); a failing ``close`` still
+    releases the descriptor, as Linux does.
     """
 
-    def __init__(self, fail_at: int | None, err: int = errno_mod.EIO, *, persistent: bool = False):
+    def __init__(
+        self,
+        fail_at: int | None,
+        err: int = errno_mod.EIO,
+        *,
+        persistent: bool = False,
+        only: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.fail_at = fail_at
         self.err = err
         self.persistent = persistent
+        self.only = set(only)
         self.count = 0
         self.injected: list[str] = []
         self._lock = threading.Lock()
 
     def _gate(self, op: str) -> bool:
         """Count one operation; say whether it must fail."""
+        if self.only and op not in self.only:
+            return False
         with self._lock:
             self.count += 1
             n = self.count
