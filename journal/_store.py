@@ -565,9 +565,9 @@ class SessionStore(_Queries):
         entries: list[Entry],
         prepare: Callable[[], Sequence[Entry] | None] | None = None,
     ) -> list[int]:
-        seqs = self._journal.append_many(entries, prepare=prepare)
-        self._sync()
-        return seqs
+        # No catch-up here: every query catches up first, and a save in a
+        # loop would otherwise read its own record back once more per call.
+        return self._journal.append_many(entries, prepare=prepare)
 
     def _require(self, sid: UUID) -> None:
         self._sync()
@@ -655,20 +655,19 @@ class SessionStore(_Queries):
                 return None
 
             seq = self._append([first], prepare)[0]
-            with self._runner.lock:
-                ch = self._contents.chains.get(sid.bytes)
-                if ch is not None and ch.head == seq:
-                    self._remember(
-                        sid.bytes,
-                        _Base(
-                            seq,
-                            conversation.id,
-                            messages,
-                            conversation.context,
-                            conversation.mode_history,
-                            state,
-                        ),
-                    )
+            # The log now holds exactly this at ``seq``; if another process saves
+            # the session later, its head moves on and this base is not used.
+            self._remember(
+                sid.bytes,
+                _Base(
+                    seq,
+                    conversation.id,
+                    messages,
+                    conversation.context,
+                    conversation.mode_history,
+                    state,
+                ),
+            )
             return seq
 
     def _delta(

@@ -72,8 +72,12 @@ class ProjectionRunner:
         """Apply every record after the last one applied; return the last seq applied."""
         with self.lock:
             j = self.journal
-            j.refresh()
+            last = j.refresh()
             horizon = j.manifest.horizon_seq
+            if horizon == self.horizon_seq and (
+                last <= self.seq or (self.until_seq is not None and self.seq >= self.until_seq)
+            ):
+                return self.seq  # the common case on every query: nothing new
             if horizon != self.horizon_seq:
                 if self.horizon_seq is not None and self.seq:
                     # Compaction replaced the records the state points at
