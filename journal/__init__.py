@@ -63,6 +63,7 @@ from journal._segment import Record
 if TYPE_CHECKING:
     from journal._aio import AsyncPointInTimeView, AsyncSessionStore
     from journal._import import ImportItem, ImportProblem, ImportReport
+    from journal._recover import RecoverReport, SalvageReport, recover, salvage
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
 # The store stands above the projections, which import the journal core: it is
@@ -76,8 +77,12 @@ _LAZY = {
     "ImportProblem": "journal._import",
     "ImportReport": "journal._import",
     "PointInTimeView": "journal._store",
+    "RecoverReport": "journal._recover",
+    "SalvageReport": "journal._recover",
     "SessionStore": "journal._store",
     "StoreStatistics": "journal._store",
+    "recover": "journal._recover",
+    "salvage": "journal._recover",
 }
 
 
@@ -138,7 +143,9 @@ __all__ = [
     "Record",
     "RecordNotFound",
     "RecordTooLarge",
+    "RecoverReport",
     "ResponseItem",
+    "SalvageReport",
     "SessionMetadata",
     "SessionNotFound",
     "SessionState",
@@ -152,4 +159,6 @@ __all__ = [
     "UnsupportedVersion",
     "item_from_json",
     "item_to_json",
+    "recover",
+    "salvage",
 ]
