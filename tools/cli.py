@@ -1,33 +1,1121 @@
-"""The ``agcx`` command line."""
+"""The ``agcx`` command line: replay, audit and point-in-time recovery.
+
+Read commands open the store read-only: they take no lock, write nothing and
+never block the agents appending beside them. Commands that write (import,
+compact, purge; recover writes only its new target) interleave with the
+agents' commits through the journal's commit lock.
+
+Exit codes: 0 ok; 1 a problem was found (damage, a replay mismatch, files an
+import could not read, skipped bytes in a salvage) or the journal refused
+(corrupt, busy, not a journal); 2 the command line is wrong (bad option, bad
+WHEN, a SESSION that names no session or several, a point before the horizon).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
+import json
 import os
+import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
-from journal import Journal, JournalError
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from journal import (
+    CheckpointMetadata,
+    CheckpointNotFound,
+    Durability,
+    HistoryEntry,
+    HorizonError,
+    InvalidArgument,
+    Journal,
+    JournalError,
+    PointInTimeView,
+    SessionMetadata,
+    SessionNotFound,
+    SessionStore,
+    recover,
+    salvage,
+)
+from journal._events import EVENT_NAMES, event_name, event_type_from_name, upcast
+from journal._store import resolve_point, summarize
+from projections import ProjectionRunner
+from tools._demo import fill
+from tools._render import (
+    event_row,
+    fmt_bytes,
+    fmt_ns,
+    fmt_time,
+    history_table,
+    jsonable,
+    markdown_transcript,
+    print_json,
+    progress_bar,
+    render_conversation,
+    sessions_table,
+    short_id,
+)
+from tools._replay import fresh_projections, replay
+from tools._verify import VerifyReport, verify
+from tools._when import UsageError, parse_duration, parse_when, when_help
+
+__all__ = ["main"]
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+_FOLLOW_POLL = 0.2
+
+_EPILOG = f"""\
+examples:
+  agcx demo                              fill a temporary journal and tour it
+  agcx ls --tag bug                      sessions tagged "bug"
+  agcx show 3fa2                         a session by id prefix: metadata and conversation
+  agcx log --session 3fa2 --since "2h ago"
+  agcx log --follow                      events as the agents append them (Ctrl-C stops)
+  agcx ls --at 2024-05-01T10:42:00+02:00 the sessions as they were at that time
+  agcx verify                            check every record, checksum and payload
+  agcx recover --at seq:1200 --out ~/restored
+  agcx recover --salvage --out ~/salvaged
+  agcx --json stats                      (or: agcx stats --json)
+
+{when_help}.
+
+The journal is --root, else $AGCX_ROOT, else {DEFAULT_ROOT}.
+--json prints one JSON document on stdout (log --follow: one per line).
+
+exit codes:
+  0  ok
+  1  a problem was found (damage, a replay mismatch, unreadable legacy files,
+     bytes skipped by a salvage) or the journal refused (corrupt, busy, not a journal)
+  2  the command line is wrong: a bad option, a bad WHEN (no zone, in the future,
+     before the compaction horizon), a SESSION prefix that names no session or several
+"""
+
+
+# -- plumbing -----------------------------------------------------------------------------
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _root(args: argparse.Namespace) -> str:
+    raw = args.root or os.environ.get("AGCX_ROOT") or DEFAULT_ROOT
+    return os.path.abspath(os.path.expanduser(raw))
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
+
+
+@contextlib.contextmanager
+def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[SessionStore]:
+    root = _root(args)
+    if readonly and not os.path.isfile(os.path.join(root, "MANIFEST")):
+        raise JournalError(
+            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
+        )
+    store = SessionStore.open(root, readonly=readonly)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _journal(args: argparse.Namespace) -> Iterator[Journal]:
+    root = _root(args)
+    if not os.path.isfile(os.path.join(root, "MANIFEST")):
+        raise JournalError(
+            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
+        )
+    with Journal.open(root, readonly=True) as j:
+        yield j
+
+
+def _view(store: SessionStore, when: str | None) -> SessionStore | PointInTimeView:
+    if when is None:
+        return store
+    return store.at(parse_when(when))
+
+
+def _seq_of(q: SessionStore | PointInTimeView) -> int | None:
+    return q.seq if isinstance(q, PointInTimeView) else None
+
+
+def _resolve_session(
+    q: SessionStore | PointInTimeView, text: str, *, at: bool = False
+) -> SessionMetadata:
+    """The one live session whose id starts with ``text`` (dashes ignored)."""
+    prefix = text.strip().lower().replace("-", "")
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 32:
+        raise UsageError(f"SESSION {text!r} is not a session id or a prefix of one (hex digits)")
+    matches = [m for m in q.list_sessions() if m.id.hex.startswith(prefix)]
+    where = " at that point" if at else ""
+    if not matches:
+        raise UsageError(f"no session{where} has an id starting with {text!r} (see `agcx ls`)")
+    if len(matches) > 1:
+        ids = ", ".join(m.id.hex[:12] for m in matches[:5])
+        raise UsageError(
+            f"{text!r} matches {len(matches)} sessions{where} ({ids}): give more characters"
+        )
+    return matches[0]
+
+
+def _resolve_checkpoint(meta: SessionMetadata, text: str) -> CheckpointMetadata:
+    prefix = text.strip().lower().replace("-", "")
+    matches = [c for c in meta.checkpoints if c.id.hex.startswith(prefix)] if prefix else []
+    if not matches:
+        raise UsageError(
+            f"session {short_id(meta.id)} has no checkpoint starting with {text!r}"
+            + (
+                f" (it has {', '.join(c.id.hex[:8] for c in meta.checkpoints)})"
+                if meta.checkpoints
+                else " (it has none)"
+            )
+        )
+    if len(matches) > 1:
+        raise UsageError(f"{text!r} matches {len(matches)} checkpoints: give more characters")
+    return matches[0]
+
+
+# -- info ---------------------------------------------------------------------------------
+
+
+def _projection_state(j: Journal) -> dict[str, Any]:
+    """Whether the projection snapshots exist and how far behind the log they are."""
+    snap_dir = os.path.join(j.root, "projections")
+    files: dict[str, int | None] = {}
+    for p in fresh_projections():
+        path = os.path.join(snap_dir, f"{p.name}.snap")
+        files[f"{p.name}.snap"] = os.path.getsize(path) if os.path.isfile(path) else None
+    runner = ProjectionRunner(j, fresh_projections(), snap_dir=snap_dir)
+    if runner.restore():
+        behind = sum(1 for _ in j.scan(from_seq=runner.seq + 1))
+        state = "current" if behind == 0 else f"{behind} events behind (replayed on open)"
+        return {"state": state, "seq": runner.seq, "behind": behind, "files": files}
+    if any(v is not None for v in files.values()):
+        state = "unusable (stale, damaged or from another horizon): rebuilt on the next open"
+    else:
+        state = "none: the projections are built from the log on open"
+    return {"state": state, "seq": None, "behind": None, "files": files}
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _journal(args) as j:
+        st = j.statistics()
+        m = j.manifest
+        segs: list[dict[str, Any]] = []
+        sealed_records = sum(s.count for s in m.segments if s.sealed)
+        sealed_bytes = sum(s.length for s in m.segments if s.sealed)
+        for s in m.segments:
+            if s.sealed:
+                segs.append(
+                    {
+                        "name": s.name,
+                        "sealed": True,
+                        "records": s.count,
+                        "bytes": s.length,
+                        "first_seq": s.first_seq if s.count else None,
+                        "last_seq": s.last_seq if s.count else None,
+                        "first_ts": _iso(s.first_ts),
+                        "last_ts": _iso(s.last_ts),
+                    }
+                )
+            else:
+                count = st.records - sealed_records
+                first = next(iter(j.scan(from_seq=s.base_seq)), None) if count else None
+                segs.append(
+                    {
+                        "name": s.name,
+                        "sealed": False,
+                        "records": count,
+                        "bytes": st.bytes - sealed_bytes,
+                        "first_seq": first.seq if first else None,
+                        "last_seq": st.last_seq if count else None,
+                        "first_ts": _iso(first.ts_ns) if first else None,
+                        "last_ts": _iso(st.last_ts_ns) if count else None,
+                    }
+                )
+        proj = _projection_state(j)
+        doc = {
+            "root": j.root,
+            "journal_id": st.journal_id,
+            "segments": segs,
+            "records": st.records,
+            "bytes": st.bytes,
+            "first_seq": st.first_seq,
+            "last_seq": st.last_seq,
+            "first_ts": _iso(st.first_ts_ns),
+            "last_ts": _iso(st.last_ts_ns),
+            "horizon": {"seq": st.horizon_seq, "ts": _iso(st.horizon_ts_ns)},
+            "projections": proj,
+        }
+    if _json(args):
+        print_json(doc)
+        return EXIT_OK
+    out = _out()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("journal", f"{doc['root']}  (id {st.journal_id[:12]})")
+    facts.add_row(
+        "records",
+        f"{st.records:,} in {_plural(len(segs), 'segment')} ({st.sealed_segments} sealed), "
+        f"{fmt_bytes(st.bytes)}",
+    )
+    facts.add_row("seq", f"{st.first_seq} .. {st.last_seq}" if st.records else "none yet")
+    facts.add_row("time", f"{fmt_ns(st.first_ts_ns)} .. {fmt_ns(st.last_ts_ns)}")
+    facts.add_row(
+        "horizon",
+        f"seq {st.horizon_seq} ({fmt_ns(st.horizon_ts_ns)}): earlier points are compacted"
+        if st.horizon_seq
+        else "none (nothing compacted: every point in time is recoverable)",
+    )
+    snap = proj["state"] + (f", snapshot at seq {proj['seq']}" if proj["seq"] is not None else "")
+    facts.add_row("projections", snap)
+    out.print(facts)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for col, just in (
+        ("segment", "left"),
+        ("state", "left"),
+        ("seq", "left"),
+        ("records", "right"),
+        ("bytes", "right"),
+    ):
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for row in segs:
+        seqs = f"{row['first_seq']}..{row['last_seq']}" if row["records"] else "-"
+        t.add_row(
+            row["name"],
+            "sealed" if row["sealed"] else "active",
+            seqs,
+            f"{row['records']:,}",
+            fmt_bytes(row["bytes"]),
+        )
+    out.print()
+    out.print(t)
+    return EXIT_OK
+
+
+def _iso(ns: int) -> str | None:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns else None
+
+
+# -- ls, show, stats, export --------------------------------------------------------------
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        q = _view(store, args.at)
+        metas = q.search_sessions(args.search) if args.search else q.list_sessions()
+        if args.tag:
+            metas = [m for m in metas if args.tag in m.tags]
+        if args.favorites:
+            metas = [m for m in metas if m.is_favorite]
+        seq = _seq_of(q)
+    if _json(args):
+        print_json({"at_seq": seq, "sessions": metas})
+        return EXIT_OK
+    out = _out()
+    if not metas:
+        out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
+        return EXIT_OK
+    title = f"as of seq {seq}" if seq is not None else None
+    out.print(sessions_table(metas, title))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        q = _view(store, args.at)
+        found = _resolve_session(q, args.session, at=args.at is not None)
+        meta, conv, state = q.load_session(found.id)
+        checkpoint = None
+        if args.checkpoint is not None:
+            checkpoint = _resolve_checkpoint(meta, args.checkpoint)
+            conv, state = q.load_checkpoint(meta.id, checkpoint.id)
+        seq = _seq_of(q)
+    if _json(args):
+        print_json(
+            {
+                "at_seq": seq,
+                "metadata": meta,
+                "checkpoint": checkpoint,
+                "conversation": conv,
+                "state": state,
+            }
+        )
+        return EXIT_OK
+    out = _out()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("session", Text(f"{'★ ' if meta.is_favorite else ''}{meta.title}", style="bold"))
+    head.add_row("id", str(meta.id))
+    head.add_row("created", fmt_time(meta.created_at))
+    head.add_row("updated", fmt_time(meta.updated_at))
+    head.add_row("accessed", fmt_time(meta.last_accessed))
+    head.add_row(
+        "mode", f"{meta.current_mode.value}   model {meta.model or '-'}   turns {meta.turn_count}"
+    )
+    head.add_row("tags", ", ".join(meta.tags) or "-")
+    head.add_row(
+        "stored",
+        f"{meta.message_count} messages, {fmt_bytes(meta.file_size)} "
+        f"(compression ×{meta.compression_ratio:g})",
+    )
+    if seq is not None:
+        head.add_row("as of", f"seq {seq}")
+    for c in meta.checkpoints:
+        head.add_row(
+            "checkpoint",
+            f"{c.id.hex[:8]}  {c.name or '(unnamed)'}  {fmt_time(c.created_at)}  "
+            f"at message {c.message_index}",
+        )
+    out.print(head)
+    out.rule(
+        f"checkpoint {checkpoint.id.hex[:8]} {checkpoint.name}" if checkpoint else "conversation"
+    )
+    out.print(render_conversation(conv, full=args.full))
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        st = store.statistics()
+    if _json(args):
+        print_json(st)
+        return EXIT_OK
+    out = _out()
+    g = Table.grid(padding=(0, 2))
+    g.add_column(style="bold")
+    g.add_column()
+    g.add_row(
+        "sessions",
+        f"{st.total_sessions:,} live, {_plural(st.total_checkpoints, 'checkpoint')}",
+    )
+    g.add_row("oldest", fmt_time(st.oldest_session))
+    g.add_row("newest", fmt_time(st.newest_session))
+    g.add_row(
+        "journal",
+        f"{_plural(st.records, 'event')} (seq up to {st.last_seq}) in "
+        f"{_plural(st.segments, 'segment')}, "
+        f"{fmt_bytes(st.total_size_bytes)}",
+    )
+    g.add_row(
+        "bytes",
+        f"{fmt_bytes(st.live_bytes)} live (current sessions and checkpoints), "
+        f"{fmt_bytes(st.reclaimable_bytes)} reclaimable by compaction",
+    )
+    g.add_row("horizon", f"seq {st.horizon_seq}" if st.horizon_seq else "none")
+    out.print(g)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    t.add_column("event")
+    t.add_column("count", justify="right")
+    for name, n in st.events_by_type.items():
+        t.add_row(name, f"{n:,}")
+    out.print()
+    out.print(t)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        q = _view(store, args.at)
+        found = _resolve_session(q, args.session, at=args.at is not None)
+        meta, conv, state = q.load_session(found.id)
+    if args.format == "markdown":
+        sys.stdout.write(markdown_transcript(meta, conv, state))
+        sys.stdout.flush()
+    else:
+        print_json({"metadata": meta, "conversation": conv, "state": state})
+    return EXIT_OK
+
+
+# -- log ----------------------------------------------------------------------------------
+
+
+def _event_types(text: str | None) -> set[int] | None:
+    if not text:
+        return None
+    out = set()
+    for part in text.split(","):
+        try:
+            out.add(event_type_from_name(part.strip()))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return out
+
+
+def _log_session(j: Journal, text: str | None) -> bytes | None:
+    """The session a --session names: a full id, or a prefix of one seen in the log."""
+    if text is None:
+        return None
+    prefix = text.strip().lower().replace("-", "")
+    if len(prefix) == 32:
+        try:
+            return UUID(prefix).bytes
+        except ValueError:
+            pass
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 32:
+        raise UsageError(f"--session {text!r} is not a session id or a prefix of one (hex digits)")
+    seen = {rec.session for rec in j.scan() if rec.session_id is not None}
+    matches = [s for s in seen if s.hex().startswith(prefix)]
+    if not matches:
+        raise UsageError(f"no event in the log belongs to a session starting with {text!r}")
+    if len(matches) > 1:
+        raise UsageError(
+            f"{text!r} matches {len(matches)} sessions in the log: give more characters"
+        )
+    return matches[0]
+
+
+def _entry(j: Journal, rec: Any) -> tuple[HistoryEntry, str | None]:
+    try:
+        ev = upcast(rec.event_type, j.decode(rec))
+        summary = summarize(rec.event_type, ev)
+        actor = ev.get("actor")
+    except Exception as exc:  # an audit listing shows damage instead of stopping
+        summary, actor = f"undecodable: {exc}", None
+    entry = HistoryEntry(
+        seq=rec.seq,
+        ts=datetime.fromtimestamp(rec.ts_ns / 1e9, UTC),
+        event=event_name(rec.event_type),
+        session_id=rec.session_id,
+        summary=summary,
+    )
+    return entry, actor if isinstance(actor, str) else None
+
+
+def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "ts": e.ts.isoformat(),
+        "ts_ns": rec.ts_ns,
+        "event": e.event,
+        "type": rec.event_type,
+        "session": None if e.session_id is None else str(e.session_id),
+        "summary": e.summary,
+        "actor": actor,
+        "bytes": rec.size,
+    }
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    if args.follow and args.until:
+        raise UsageError("--follow and --until do not go together (--follow never ends)")
+    types = _event_types(args.type)
+    from_seq = until_seq = None
+    since = until = None
+    if args.since:
+        w = parse_when(args.since)
+        if isinstance(w, int):
+            from_seq = w + 1
+        else:
+            since = w
+    if args.until:
+        w = parse_when(args.until)
+        if isinstance(w, int):
+            until_seq = w
+        else:
+            until = w
+    as_json = _json(args)
+    with _journal(args) as j:
+        session = _log_session(j, args.session)
+
+        def matches(rec: Any) -> bool:
+            # Header fields only: nothing is decoded for events filtered out.
+            if session is not None and rec.session != session:
+                return False
+            return types is None or rec.event_type in types
+
+        rows: Iterator[Any] = (
+            r
+            for r in j.scan(from_seq=from_seq, until_seq=until_seq, since=since, until=until)
+            if matches(r)
+        )
+        last_seq = j.last_seq
+        picked: Sequence[Any] = deque(rows, maxlen=args.last) if args.last else list(rows)
+        if picked:
+            last_seq = max(last_seq, picked[-1].seq)
+        entries = [(rec, *_entry(j, rec)) for rec in picked]
+        if not args.follow:
+            if as_json:
+                print_json({"events": [_entry_json(r, e, a) for r, e, a in entries]})
+            elif entries:
+                _out().print(history_table([e for _, e, _ in entries]))
+            else:
+                _out().print("no events")
+            return EXIT_OK
+        return _follow(j, entries, last_seq, matches, as_json, args.max_events, args.timeout)
+
+
+def _follow(
+    j: Journal,
+    entries: list[tuple[Any, HistoryEntry, str | None]],
+    last_seq: int,
+    matches: Callable[[Any], bool],
+    as_json: bool,
+    max_events: int | None,
+    timeout: float | None,
+) -> int:
+    """Print events as they land until interrupted (or the testing limits are hit)."""
+
+    def emit(rec: Any, e: HistoryEntry, actor: str | None) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(_entry_json(rec, e, actor), ensure_ascii=False) + "\n")
+        else:
+            seq, ts, event, session, summary = event_row(e)
+            sys.stdout.write(f"{seq:>6}  {ts}  {event:<18} {session:<8}  {summary}\n")
+        sys.stdout.flush()
+
+    seen = 0
+    try:
+        for rec, e, actor in entries:
+            emit(rec, e, actor)
+            seen += 1
+        if max_events is not None and seen >= max_events:
+            return EXIT_OK
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for rec in j.scan(from_seq=last_seq + 1):
+                last_seq = rec.seq
+                if not matches(rec):
+                    continue
+                emit(rec, *_entry(j, rec))
+                seen += 1
+                if max_events is not None and seen >= max_events:
+                    return EXIT_OK
+            if deadline is not None and time.monotonic() >= deadline:
+                return EXIT_OK
+            time.sleep(_FOLLOW_POLL)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+# -- verify, replay, recover --------------------------------------------------------------
+
+
+def _verify_lines(report: VerifyReport) -> list[str]:
+    seqs = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
+    lines = [
+        f"read {_plural(report.segments, 'segment')}: {_plural(report.records, 'record')}, "
+        f"{fmt_bytes(report.bytes)}, {seqs} in {report.seconds:.2f} s"
+    ]
+    lines += [f"warning: {w}" for w in report.warnings]
+    lines += [f"problem: {p}" for p in report.problems]
+    if report.intact:
+        lines.append("intact: every checksum, seq, payload and manifest entry checks out")
+    else:
+        n = len(report.problems)
+        lines.append(
+            f"{n} problem{'s' if n != 1 else ''} found; nothing was changed "
+            "(`agcx recover --salvage --out DIR` copies every readable record)"
+        )
+    return lines
+
+
+def _lines(lines: Sequence[str]) -> None:
+    """Plain lines on stdout: one per fact or problem, never wrapped (for grep)."""
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    root = _root(args)
+    with progress_bar("verify") as bar:
+        report = verify(root, progress=bar)
+    if _json(args):
+        print_json(report)
+    else:
+        _lines(_verify_lines(report))
+    return EXIT_OK if report.intact else EXIT_PROBLEM
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    with _journal(args) as j:
+        until = resolve_point(j, parse_when(args.until)) if args.until else j.last_seq
+        with progress_bar("replay", unit_bytes=False) as bar:
+            report = replay(j, until, progress=bar)
+    if _json(args):
+        print_json(report)
+    else:
+        lines = [
+            f"replayed {report.events:,} events ({report.bytes / 1e6:.2f} MB) up to seq "
+            f"{report.seq} in {report.seconds:.3f} s: {report.events_per_second:,.0f} "
+            f"events/s, {report.mb_per_second:.1f} MB/s",
+            f"compared with: {report.snapshot}",
+        ]
+        lines += [f"mismatch: {m}" for m in report.mismatches]
+        if report.snapshot_seq is not None:
+            lines.append(
+                "identical: the persisted projection state equals the rebuilt one"
+                if report.ok
+                else "the persisted projection state differs from the log: delete "
+                "projections/*.snap to have them rebuilt, and report a bug"
+            )
+        _lines(lines)
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    if args.salvage == (args.at is not None):
+        raise UsageError("give exactly one of --at WHEN and --salvage")
+    root = _root(args)
+    if args.at is not None:
+        if not os.path.isfile(os.path.join(root, "MANIFEST")):
+            raise JournalError(
+                f"{root} is not an agcx journal (no MANIFEST); to copy what is readable of a "
+                "damaged one, use --salvage"
+            )
+        when = parse_when(args.at)
+        with progress_bar("recover") as bar:
+            rep = recover(root, args.out, at=when, progress=bar)
+        if _json(args):
+            print_json(rep)
+        else:
+            _lines(
+                [
+                    f"recovered {_plural(rep.records, 'record')} ({fmt_bytes(rep.bytes)}) up to "
+                    f"seq {rep.seq} into {rep.target} in {rep.seconds:.2f} s",
+                    f"it is a working store: agcx --root {rep.target} ls",
+                ]
+            )
+        return EXIT_OK
+    with progress_bar("salvage") as bar:
+        srep = salvage(root, args.out, progress=bar)
+    if _json(args):
+        print_json(srep)
+    else:
+        seqs = f"seq {srep.first_seq}..{srep.last_seq}" if srep.records else "no records"
+        lines = [
+            f"salvaged {_plural(srep.records, 'record')} ({fmt_bytes(srep.bytes)}, {seqs}) from "
+            f"{_plural(srep.segments_read, 'segment')} into {srep.target} in "
+            f"{srep.seconds:.2f} s"
+        ]
+        lines += [
+            f"skipped: segments/{s.segment} offsets {s.start}..{s.end} ({s.bytes:,} bytes): "
+            f"{s.reason}"
+            for s in srep.skipped
+        ]
+        lines += [f"problem: {p}" for p in srep.problems]
+        lines.append(
+            "nothing was skipped"
+            if srep.intact
+            else "the rest was copied; the source was not changed"
+        )
+        _lines(lines)
+    return EXIT_OK if srep.intact else EXIT_PROBLEM
+
+
+# -- import, compact, purge ---------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    root = _root(args)
+    legacy = os.path.abspath(os.path.expanduser(args.legacy_root)) if args.legacy_root else root
+    has_journal = os.path.isfile(os.path.join(root, "MANIFEST"))
+    with contextlib.ExitStack() as stack:
+        if args.dry_run and not has_journal:
+            # No journal yet: nothing is imported, so an empty store answers the same.
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
+            store = SessionStore.open(tmp, durability="none", snapshots=False)
+        else:
+            store = SessionStore.open(root, readonly=args.dry_run)
+        stack.callback(store.close)
+        with progress_bar("import", unit_bytes=False) as bar:
+            report = store.import_legacy(legacy, dry_run=args.dry_run, progress=bar)
+    if _json(args):
+        print_json(report.to_json())
+    else:
+        out = _out()
+        verb = "would import" if report.dry_run else "imported"
+        out.print(
+            Text(
+                f"{verb} {report.sessions_imported} sessions and {report.checkpoints_imported} "
+                f"checkpoints from {report.root}; {report.already_imported} files already "
+                f"imported; {len(report.problems)} problems ({report.seconds:.2f} s)"
+            )
+        )
+        for p in report.problems:
+            out.print(Text(f"problem: {p.path}: {p.reason}"))
+    return EXIT_PROBLEM if report.problems else EXIT_OK
+
+
+def _print_report(report: Any, title: str) -> None:
+    out = _out()
+    g = Table.grid(padding=(0, 2))
+    g.add_column(style="bold")
+    g.add_column()
+    doc = jsonable(report)
+    for k, v in doc.items():
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v) or "-"
+        g.add_row(k.replace("_", " "), Text(str(v)))
+    out.print(Text(title, style="bold"))
+    out.print(g)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    retain = parse_duration(args.retain)
+    with (
+        _store(args, readonly=args.dry_run) as store,
+        progress_bar("compact", unit_bytes=False),
+    ):
+        report = store.compact(retain=retain, dry_run=args.dry_run)
+    if _json(args):
+        print_json(report)
+    else:
+        _print_report(
+            report, "compaction (dry run: nothing written)" if args.dry_run else "compaction"
+        )
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    with _store(args, readonly=False) as store:
+        meta = _resolve_session(store, args.session)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("purge removes the session's bytes for good: add --yes to confirm")
+            answer = input(f"purge {meta.title!r} ({meta.id}) for good? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                _out().print("nothing purged")
+                return EXIT_OK
+        actor = args.actor or f"agcx purge by {getpass.getuser()}@{socket.gethostname()}"
+        report = store.purge(meta.id, actor=actor)
+    if _json(args):
+        print_json(report)
+    else:
+        _print_report(report, f"purged {meta.title!r}")
+    return EXIT_OK
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    if args.root:
+        root = os.path.abspath(os.path.expanduser(args.root))
+        if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
+            raise UsageError(
+                f"{root} is not empty: the demo writes sample sessions, give a new or empty "
+                "directory (or no --root for a temporary one)"
+            )
+        durability: Durability = "fsync"
+    else:
+        root = tempfile.mkdtemp(prefix="agcx-demo-")
+        durability = "flush"
+    with SessionStore.open(root, durability=durability) as store:
+        facts = fill(store)
+    out = _out()
+    with SessionStore.open(root, readonly=True) as store:
+        sessions = store.list_sessions()
+        history = store.history()
+        before = store.at(facts.before_cleanup).list_sessions()
+    report = verify(root)
+    gone = {s for s in facts.deleted}
+    out.print(
+        Text.assemble(
+            ("agcx demo", "bold"),
+            f": {len(facts.sessions)} coding-agent sessions over 44 simulated days, "
+            f"{facts.events} events appended to the journal in {root}",
+        )
+    )
+    out.print(
+        Text(
+            "Every change is an event: checksummed, appended once, made durable; "
+            "the views below are projections of the log.",
+            style="dim",
+        )
+    )
+    out.print()
+    out.print(Text("$ agcx ls", style="bold cyan"))
+    out.print(sessions_table(sessions))
+    out.print()
+    out.print(Text("$ agcx log --last 6             # the audit trail", style="bold cyan"))
+    out.print(history_table(history[-6:]))
+    out.print()
+    out.print(
+        Text(
+            f"$ agcx ls --at seq:{facts.before_cleanup}       # point in time: before the "
+            "retention cleanup",
+            style="bold cyan",
+        )
+    )
+    table = sessions_table(before)
+    out.print(table)
+    if gone:
+        names = ", ".join(repr(m.title) for m in before if m.id in gone)
+        out.print(
+            Text(
+                f"  ({names} is alive here: it was deleted by the cleanup after seq "
+                f"{facts.before_cleanup})",
+                style="dim",
+            )
+        )
+    out.print()
+    out.print(Text("$ agcx verify", style="bold cyan"))
+    for line in _verify_lines(report):
+        out.print(Text(line), soft_wrap=True)
+    out.print()
+    first = short_id(sessions[0].id) if sessions else "ID"
+    out.print(
+        Text(
+            f"Explore it: export AGCX_ROOT={root}; agcx show {first}; agcx log; agcx --help"
+            f"   ({time.monotonic() - started:.1f} s)",
+            style="dim",
+        )
+    )
+    return EXIT_OK
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="agcx",
+        description="agcx: the journal of AI coding-agent sessions — list, audit, verify, "
+        "replay and recover it.",
+        epilog=_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--root",
+        metavar="PATH",
+        help=f"the journal directory (default: $AGCX_ROOT, else {DEFAULT_ROOT})",
+    )
+    p.add_argument(
+        "--json", dest="json_global", action="store_true", help="one JSON document on stdout"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, epilog: str = ""
+    ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=help, description=help, epilog=epilog or None, formatter_class=fmt
+        )
+        sp.set_defaults(func=func)
+        return sp
+
+    def json_flag(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    def at_flag(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--at", metavar="WHEN", help="as of a point in time (seq:N, RFC 3339 with zone, 2h ago)"
+        )
+
+    sp = cmd(
+        "info",
+        cmd_info,
+        "segments, records, bytes, seq and time range, horizon, projection snapshots",
+    )
+    json_flag(sp)
+
+    sp = cmd(
+        "ls",
+        cmd_ls,
+        "list sessions: title, id prefix, messages, mode, tags, last accessed",
+        "examples:\n  agcx ls --tag bug\n  agcx ls --favorites\n  agcx ls --at '2h ago'",
+    )
+    sp.add_argument("--tag", metavar="T", help="only sessions with this tag")
+    sp.add_argument("--favorites", action="store_true", help="only favorite sessions")
+    sp.add_argument(
+        "--search", metavar="TEXT", help="only sessions whose title or a tag contains TEXT"
+    )
+    at_flag(sp)
+    json_flag(sp)
+
+    sp = cmd(
+        "show",
+        cmd_show,
+        "one session: metadata, checkpoints and the conversation",
+        "SESSION is an id or an unambiguous prefix of one (as `agcx ls` shows).\n\n"
+        "examples:\n  agcx show 3fa2\n  agcx show 3fa2 --at seq:120\n"
+        "  agcx show 3fa2 --checkpoint 9c01",
+    )
+    sp.add_argument("session", metavar="SESSION")
+    at_flag(sp)
+    sp.add_argument("--checkpoint", metavar="ID", help="show this checkpoint's conversation")
+    sp.add_argument("--full", action="store_true", help="do not shorten long tool output")
+    json_flag(sp)
+
+    sp = cmd(
+        "log",
+        cmd_log,
+        "the audit trail: seq, time, event, session, summary",
+        "--since WHEN lists events after WHEN (seq:N: after the record with seq N);\n"
+        "--until WHEN lists events up to WHEN (seq:N: up to and including seq N).\n\n"
+        "examples:\n  agcx log --last 20\n"
+        "  agcx log --session 3fa2 --type TagsChanged,SessionRenamed\n"
+        "  agcx log --since '1d ago' --json\n  agcx log --follow\n\n"
+        f"event types: {', '.join(EVENT_NAMES.values())}",
+    )
+    sp.add_argument("--session", metavar="S", help="only events of this session (id or prefix)")
+    sp.add_argument("--type", metavar="T", help="only these event types (comma-separated)")
+    sp.add_argument("--since", metavar="WHEN", help="only events after WHEN")
+    sp.add_argument("--until", metavar="WHEN", help="only events up to WHEN")
+    sp.add_argument("--last", metavar="N", type=_positive, help="only the last N events")
+    sp.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing events as they land (Ctrl-C stops)",
+    )
+    # For tests and scripts: stop after N events printed, or after SECONDS.
+    sp.add_argument("--max-events", type=_positive, help=argparse.SUPPRESS)
+    sp.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
+    json_flag(sp)
+
+    sp = cmd(
+        "verify",
+        cmd_verify,
+        "read every record: checksums, seqs, payloads, the manifest; exit 1 on any problem",
+        "Never changes anything. Reports every problem with its segment, offset and reason.",
+    )
+    json_flag(sp)
+
+    sp = cmd(
+        "replay",
+        cmd_replay,
+        "rebuild every projection from the log, time it, and compare with the snapshots",
+    )
+    sp.add_argument("--until", metavar="WHEN", help="replay only up to WHEN")
+    json_flag(sp)
+
+    sp = cmd(
+        "recover",
+        cmd_recover,
+        "write a new journal: the events up to a point in time, or every readable record",
+        "examples:\n  agcx recover --at seq:1200 --out ~/restored\n"
+        "  agcx recover --at 2024-05-01T10:42:00+02:00 --out ~/restored\n"
+        "  agcx recover --salvage --out ~/salvaged\n\n"
+        "The source is only read. DIR must be new or an empty directory.",
+    )
+    sp.add_argument("--at", metavar="WHEN", help="keep the events up to WHEN")
+    sp.add_argument(
+        "--salvage", action="store_true", help="copy every readable record of a damaged journal"
+    )
+    sp.add_argument("--out", metavar="DIR", required=True, help="the new journal (new or empty)")
+    json_flag(sp)
+
+    sp = cmd(
+        "stats", cmd_stats, "sessions, checkpoints, events by type, live and reclaimable bytes"
+    )
+    json_flag(sp)
+
+    sp = cmd(
+        "export",
+        cmd_export,
+        "write one session to stdout as JSON (Responses-API items) or a Markdown transcript",
+        "examples:\n  agcx export 3fa2 > session.json\n  agcx export 3fa2 --format markdown > s.md",
+    )
+    sp.add_argument("session", metavar="SESSION")
+    sp.add_argument("--format", choices=("json", "markdown"), default="json")
+    at_flag(sp)
+
+    sp = cmd(
+        "import",
+        cmd_import,
+        "import a legacy (format version 2) history: sessions/*.agcx and checkpoints/*.ckpt",
+        "LEGACY_ROOT defaults to the journal root itself. Files already imported are\n"
+        "skipped; damaged files are reported (exit 1) and never changed.",
+    )
+    sp.add_argument("legacy_root", metavar="LEGACY_ROOT", nargs="?")
+    sp.add_argument("--dry-run", action="store_true", help="report what would be imported")
+    json_flag(sp)
+
+    sp = cmd(
+        "compact",
+        cmd_compact,
+        "fold sealed segments older than --retain into the events that rebuild the same state",
+        "Points in time before the new horizon are no longer recoverable.\n\n"
+        "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d",
+    )
+    sp.add_argument(
+        "--retain", metavar="DURATION", default="7d", help="keep this much history (default 7d)"
+    )
+    sp.add_argument("--dry-run", action="store_true", help="report what would be done")
+    json_flag(sp)
+
+    sp = cmd(
+        "purge",
+        cmd_purge,
+        "delete a session and remove every byte of it from the journal (privacy)",
+    )
+    sp.add_argument("session", metavar="SESSION")
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sp.add_argument("--actor", metavar="NAME", help="who purges (recorded in the event)")
+    json_flag(sp)
+
+    cmd(
+        "demo",
+        cmd_demo,
+        "fill a journal (a temporary one unless --root is given) and tour it",
+    )
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return n
+
+
+def _error(message: object) -> None:
+    text = " ".join(str(message).split("\n"))
+    sys.stderr.write(f"agcx: {text}\n")
+    sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agcx", description="agcx session journal")
-    parser.add_argument("--root", default=os.environ.get("AGCX_ROOT", DEFAULT_ROOT))
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="segments, records, bytes, seq and time range")
-    sub.add_parser("demo", help="fill a journal and show what agcx does")
-    args = parser.parse_args(argv)
-    root = os.path.expanduser(args.root)
+    """Run ``agcx`` with ``argv`` (default: the process's); return the exit code."""
+    args = build_parser().parse_args(argv)
     try:
-        with Journal.open(root) as j:
-            st = j.statistics()
-        print(f"journal {root}: {st.records} records in {st.segments} segments, {st.bytes} bytes")
+        return int(args.func(args))
+    except UsageError as exc:
+        _error(exc)
+        return EXIT_USAGE
+    except (InvalidArgument, HorizonError, SessionNotFound, CheckpointNotFound) as exc:
+        _error(exc)
+        return EXIT_USAGE
     except JournalError as exc:
-        print(f"agcx: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        _error(exc)
+        return EXIT_PROBLEM
+    except BrokenPipeError:
+        # The reader went away (`agcx log | head`): stop quietly.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
