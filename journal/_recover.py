@@ -57,6 +57,7 @@ from journal._format import (
     unpack_header,
 )
 from journal._log import Journal
+from journal._rewrite import switch_segments
 from journal._segment import Record
 from journal._store import resolve_point
 
@@ -387,9 +388,11 @@ def _install(tmp: str, final: str) -> None:
 class _Copier:
     """Copies records into the target journal in batches of bounded size."""
 
-    def __init__(self, journal: Journal, batch_bytes: int) -> None:
+    def __init__(self, journal: Journal, batch_bytes: int, horizon_seq: int = 0) -> None:
         self.journal = journal
         self.batch_bytes = batch_bytes
+        self.horizon_seq = horizon_seq  # the source's compaction horizon
+        self.folded_last = 0  # the last seq copied at or before it
         self.pending: list[Record] = []
         self.pending_bytes = 0
         self.records = 0
@@ -399,6 +402,8 @@ class _Copier:
         self.last_ts = 0
 
     def add(self, rec: Record) -> None:
+        if rec.seq <= self.horizon_seq:
+            self.folded_last = rec.seq
         self.pending.append(rec)
         self.pending_bytes += rec.size
         if self.pending_bytes >= self.batch_bytes or len(self.pending) >= _BATCH_RECORDS:
@@ -416,6 +421,19 @@ class _Copier:
         self.bytes += self.pending_bytes
         self.pending = []
         self.pending_bytes = 0
+
+
+def _carry_horizon(target: Journal, folded_last: int, horizon_ts: int) -> None:
+    """Give the new journal the source's compaction horizon.
+
+    The source's records up to its horizon are what compaction folded the
+    history into (their seqs are kept, with gaps), so a point among them must
+    be refused in the new journal as it is in the source. The new journal's
+    horizon is the last of those records: its own seqs go on from its last
+    record, so a horizon beyond that would cover the events appended next.
+    """
+    if folded_last:
+        switch_segments(target, [], [], horizon=(folded_last, horizon_ts))
 
 
 def _check_source(source: str | os.PathLike[str]) -> str:
@@ -462,12 +480,14 @@ def recover(
         total = sj.statistics().bytes
         try:
             with Journal.open(tmp, max_record_size=sj.max_record_size) as tj:
-                copier = _Copier(tj, batch_bytes)
+                m = sj.manifest
+                copier = _Copier(tj, batch_bytes, m.horizon_seq)
                 for rec in sj.scan(until_seq=seq):
                     copier.add(rec)
                     if progress is not None and copier.pending_bytes == 0:
                         progress(copier.bytes, total)
                 copier.flush()
+                _carry_horizon(tj, copier.folded_last, m.horizon_ts)
             _install(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -561,7 +581,7 @@ def salvage(
     segments_read = 0
     try:
         with Journal.open(tmp, max_record_size=max_record_size) as tj:
-            copier = _Copier(tj, batch_bytes)
+            copier = _Copier(tj, batch_bytes, manifest.horizon_seq if manifest else 0)
             prev = [0, 0]  # last seq and time copied (or skipped as undecodable)
             for name, listed_info in plan:
                 path = os.path.join(seg_dir, name)
@@ -584,6 +604,8 @@ def salvage(
                 if progress is not None:
                     progress(done, total)
             copier.flush()
+            if manifest is not None:
+                _carry_horizon(tj, copier.folded_last, manifest.horizon_ts)
         _install(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

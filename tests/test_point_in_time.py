@@ -322,6 +322,17 @@ def test_a_point_before_the_horizon_names_the_earliest_recoverable_point(tmp_pat
         assert report.seq == horizon
     with open_store(tmp_path / "out") as rec:
         assert answers_light(rec) == at_horizon
+        # The recovered journal keeps a horizon: the records compaction folded the
+        # history into keep their seqs (with gaps), and points among them are refused.
+        folded = [r.seq for r in rec.journal.scan()]
+        assert rec.journal.statistics().horizon_seq == folded[-1] <= horizon
+        assert answers_light(rec.at(folded[-1])) == at_horizon
+        if folded[-1] > 1:
+            with pytest.raises(HorizonError):
+                rec.at(folded[-1] - 1)
+        save_seq = Driver(rec).apply(99, ("rename", 0, "after")) and rec.journal.last_seq
+        assert save_seq == folded[-1] + 1
+        assert rec.at(save_seq).get_metadata(SIDS[0]).title == "after"
 
 
 def answers_light(q: SessionStore | PointInTimeView) -> Any:
