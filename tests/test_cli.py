@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -37,6 +37,7 @@ from projections import EventStatistics, ProjectionRunner, SessionContents, Sess
 from tests import legacy_writer as W
 from tests.conftest import PYTHON, ROOT, child_env
 from tools._demo import DemoFacts, fill
+from tools._when import UsageError, parse_duration, parse_when
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 TWIN_A = UUID("aaaa1111-0000-4000-8000-000000000001")
@@ -551,3 +552,27 @@ def test_every_read_command_has_json(demo: Demo) -> None:
         timeout=60,
     )
     assert env_doc.returncode == 0 and json.loads(env_doc.stdout)["total_sessions"] == 5
+
+
+def test_when_and_duration_forms() -> None:
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert parse_when("seq:42", now) == 42
+    assert parse_when("now", now) == now
+    assert parse_when("2h ago", now) == now - timedelta(hours=2)
+    assert parse_when("30m ago", now) == now - timedelta(minutes=30)
+    assert parse_when("7d ago", now) == now - timedelta(days=7)
+    assert parse_when("2024-05-01T10:42:00Z", now) == datetime(2024, 5, 1, 10, 42, tzinfo=UTC)
+    assert parse_when("2024-05-01 12:42+02:00", now) == datetime(2024, 5, 1, 10, 42, tzinfo=UTC)
+    for bad, words in [
+        ("2024-05-01T10:42", "no zone"),
+        ("2024-05-01", "no time of day and zone"),
+        ("2024-05-01+02:00", "no time of day and zone"),
+        ("5 parsecs ago", "unknown unit"),
+        ("tomorrow", "RFC 3339"),
+    ]:
+        with pytest.raises(UsageError, match=words):
+            parse_when(bad, now)
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    with pytest.raises(UsageError):
+        parse_duration("7")

@@ -80,6 +80,12 @@ def parse_when(text: str, now: datetime | None = None) -> datetime | int:
         when = datetime.fromisoformat(raw)
     except ValueError:
         raise UsageError(f"bad time {text!r}: {when_help}") from None
+    if ":" not in raw.split("+")[0]:
+        day = when.date().isoformat()
+        raise UsageError(
+            f"time {text!r} has no time of day and zone: give both (e.g. {day}T00:00Z for "
+            f"UTC or {day}T00:00+02:00), or use seq:N or a relative time such as '2h ago'"
+        )
     if when.tzinfo is None or when.utcoffset() is None:
         raise UsageError(
             f"time {text!r} has no zone: add one (e.g. {raw}Z for UTC or {raw}+02:00), "
