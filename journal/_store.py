@@ -38,6 +38,7 @@ from journal._errors import (
     SessionNotFound,
 )
 from journal._events import EventType, event_name, pack_blob, unpack_blob, upcast
+from journal._format import HEADER_SIZE
 from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, to_ns
 from journal._model import (
@@ -476,6 +477,17 @@ class PointInTimeView(_Queries):
     def _sync(self) -> None:
         # The view is fixed at its seq; nothing later is ever applied.
         pass
+
+    def statistics(self) -> StoreStatistics:
+        """As :meth:`SessionStore.statistics`, the journal's extent included, as of the view."""
+        st = super().statistics()
+        # The segments holding seqs up to the view's (at least the first), and their bytes.
+        segments = max(1, sum(1 for s in self._journal.manifest.segments if s.base_seq <= self.seq))
+        return attrs.evolve(
+            st,
+            total_size_bytes=sum(self._stats.bytes.values()) + segments * HEADER_SIZE,
+            segments=segments,
+        )
 
 
 class SessionStore(_Queries):

@@ -338,3 +338,25 @@ def test_a_point_before_the_horizon_names_the_earliest_recoverable_point(tmp_pat
 def answers_light(q: SessionStore | PointInTimeView) -> Any:
     """Sessions and their contents (for stores whose history was compacted)."""
     return [(m.id, m.title, m.tags, q.load_session(m.id)[1:]) for m in q.list_sessions()]
+
+
+def test_a_views_statistics_describe_the_journal_as_of_its_seq(tmp_path: Path) -> None:
+    # No checkpoints: their real-clock creation time would make record sizes differ.
+    ops: list[Op] = []
+    for k in range(30):
+        ops += [("save", k % 3, "extend", 3), ("tag", k % 3, TAGS[k % 3])]
+    store = SessionStore.open(tmp_path / "s", durability="none", segment_size=4096)
+    oracle = SessionStore.open(tmp_path / "o", durability="none", segment_size=4096)
+    expected = {}
+    d_store, d_oracle = Driver(store), Driver(oracle)
+    for k, op in enumerate(ops):
+        d_store.apply(k, op)
+        d_oracle.apply(k, op)
+        st = oracle.statistics()
+        expected[st.last_seq] = (st.total_size_bytes, st.segments, st.records)
+    oracle.close()
+    with store:
+        assert store.journal.statistics().segments > 3
+        for seq, want in expected.items():
+            st = store.at(seq).statistics()
+            assert (st.total_size_bytes, st.segments, st.records) == want, seq
