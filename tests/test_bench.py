@@ -56,7 +56,8 @@ def test_driver_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert 0 < f["save_lat"]["p50"] <= f["save_lat"]["p99"], name
         assert f["size_on_disk"] > 0, name
         assert f["tags1_per_s"] > 0 and f["tags8_per_s"] > 0, name
-        assert f["long_first_s"] > 0 and f["long_last_s"] > 0, name
+        if not name.startswith("old-store"):  # --quick skips the old store's long one
+            assert f["long_first_s"] > 0 and f["long_last_s"] > 0, name
     assert res["stores"]["agcx"]["load_native_lat"]["p50"] > 0
     a = res["agcx"]
     assert a["10x"]["records"] == 10 * a["1x"]["records"]
