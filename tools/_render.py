@@ -368,6 +368,7 @@ def progress_bar(
     from rich.progress import (
         BarColumn,
         DownloadColumn,
+        MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeRemainingColumn,
@@ -377,7 +378,7 @@ def progress_bar(
     if unit_bytes:
         columns.append(DownloadColumn())
     else:
-        columns.append(TextColumn("{task.completed}/{task.total}"))
+        columns.append(MofNCompleteColumn())
     columns.append(TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as p:
         task = p.add_task(description, total=None)

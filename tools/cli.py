@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import tempfile
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -90,10 +91,11 @@ examples:
   agcx recover --salvage --out ~/salvaged
   agcx --json stats                      (or: agcx stats --json)
 
-{when_help}.
+{textwrap.fill(when_help + ".", 88)}
 
 The journal is --root, else $AGCX_ROOT, else {DEFAULT_ROOT}.
---json prints one JSON document on stdout (log --follow: one per line).
+Tables show local times; --json prints one JSON document on stdout (log --follow:
+one per line) with times in RFC 3339.
 
 exit codes:
   0  ok
@@ -1064,6 +1066,9 @@ def build_parser() -> argparse.ArgumentParser:
         "purge",
         cmd_purge,
         "delete a session and remove every byte of it from the journal (privacy)",
+        "Asks for confirmation on a terminal; elsewhere --yes is required.\n"
+        "Points in time before the purge no longer show the session; the rest of the\n"
+        "history is unchanged. A SessionPurged event records who purged it and when.",
     )
     sp.add_argument("session", metavar="SESSION")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
