@@ -427,6 +427,14 @@ def test_verify_reports_every_fault_in_one_run(damaged: Path) -> None:
     assert "problems found" in r.stdout
 
 
+def test_verify_without_a_manifest_still_reads_every_segment(damaged: Path) -> None:
+    (damaged / "MANIFEST").unlink()
+    doc = agcx_json("verify", root=damaged, code=1)
+    assert [p["path"] for p in doc["problems"]] == ["MANIFEST"]
+    assert "missing" in doc["problems"][0]["reason"]
+    assert doc["records"] == 200 and doc["segments"] == len(segments(damaged))
+
+
 # -- replay against a wrong snapshot ------------------------------------------------------
 
 
