@@ -89,6 +89,7 @@ FRAME_HEADER = struct.Struct("<II")  # body_len, crc
 BODY_HEADER = struct.Struct("<QqHBB16s")  # seq, ts_ns, event_type, codec, flags, session
 RECORD_OVERHEAD = FRAME_HEADER.size + BODY_HEADER.size  # 44
 CONTINUED = 0x01  # record flag: the next record belongs to the same batch
+MAX_SEQ = (1 << 63) - 1  # seqs, offsets and times are kept in signed 64-bit arrays
 NO_SESSION = bytes(16)
 
 MANIFEST_MAGIC = b"AGCM"
@@ -250,7 +251,7 @@ def iter_frames(
             stop.append(_stopped(ScanStop.BAD_CRC, base_offset + pos, held))
             return
         seq, ts, etype, codec, flags, session = unpack_body(buf, pos + 8)
-        if seq <= prev_seq:
+        if seq <= prev_seq or seq > MAX_SEQ:
             stop.append(_stopped(ScanStop.BAD_SEQ, base_offset + pos, held))
             return
         if ts < prev_ts:
@@ -359,7 +360,7 @@ def encode_manifest(m: Manifest) -> bytes:
 
 
 _MAX_MANIFEST = 64 << 20
-_U64 = (1 << 64) - 1
+_I64_MIN = -(1 << 63)
 
 
 def decode_manifest(data: bytes, path: str) -> Manifest:
@@ -424,7 +425,9 @@ def _file_name(v: Any) -> str:
 
 
 def _int(v: Any, signed: bool = False) -> int:
-    if type(v) is not int or (not signed and v < 0) or v > _U64:
+    # Every number of a manifest is a seq, time, count or length: signed 64-bit
+    # (a larger one would overflow the index arrays or the next manifest write).
+    if type(v) is not int or v < (_I64_MIN if signed else 0) or v > MAX_SEQ:
         raise ValueError(f"expected an integer, got {v!r}")
     return v
 

@@ -16,6 +16,9 @@ __all__ = ["OS", "FileSystem"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# No effect on regular files; a FIFO put where a journal file belongs opens at
+# once (and then fails to read) instead of blocking the open forever.
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class FileSystem:
@@ -23,7 +26,7 @@ class FileSystem:
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         # O_NOFOLLOW: a segment or manifest that is a symlink is refused, never followed.
-        return os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC, mode)
+        return os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, mode)
 
     def close(self, fd: int) -> None:
         os.close(fd)

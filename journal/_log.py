@@ -281,7 +281,29 @@ class Journal:
             self._unlock()
 
     def _create(self) -> None:
-        """Start an empty journal: its first segment, then the manifest naming it."""
+        """Start an empty journal: its first segment, then the manifest naming it.
+
+        Only where there is no journal. A MANIFEST that exists but is not a
+        regular file, or segment files holding more than the lone header a
+        crashed creation leaves, mean a journal whose manifest was lost or
+        damaged: starting a new one there would delete its segments (as
+        leftovers), so that is refused.
+        """
+        fs = self._fs
+        with contextlib.suppress(FileNotFoundError):
+            fs.stat(self._manifest_path)
+            raise CorruptJournal(self._manifest_path, None, "MANIFEST is not a regular file")
+        for name in sorted(fs.listdir(self._seg_dir)):
+            if not SEGMENT_FILE_RE.match(name):
+                continue
+            st = fs.stat(os.path.join(self._seg_dir, name))
+            if not (name == segment_name(1) and st.st_size <= HEADER_SIZE):
+                raise CorruptJournal(
+                    self._manifest_path,
+                    None,
+                    f"MANIFEST is missing, yet segments/{name} holds data: refusing to start "
+                    "a new journal over it (restore MANIFEST from a backup)",
+                )
         jid = os.urandom(16)
         seg = self._new_segment_file(1, jid)
         seg.close()

@@ -150,11 +150,18 @@ class Segment:
         end_limit = limit if limit is not None else None
         want = first_chunk
         while True:
+            to_eof = False
             if end_limit is not None:
                 want = min(want, end_limit - pos)
                 if want <= 0:
                     stop.append(ScanStop(ScanStop.END, pos))
                     return
+            elif want > _CHUNK:
+                # A record (or batch) claims more than a chunk: read no further than
+                # the file's end, so a hostile length cannot size the allocation.
+                rest = max(0, self.file_size() - pos)
+                if want >= rest:
+                    want, to_eof = rest, True
             buf = self.fs.pread(self.fd, want, pos)
             inner: list[ScanStop] = []
             progressed = pos
@@ -171,6 +178,7 @@ class Segment:
             # record boundary) or the first zero bytes of a header cut by the edge.
             at_boundary = (
                 len(buf) == want
+                and not to_eof
                 and (end_limit is None or chunk_end < end_limit)
                 and (
                     st.kind == ScanStop.SHORT_BODY

@@ -2,21 +2,222 @@
 
 Whatever the bytes, the journal answers with a typed error (a
 :class:`journal.JournalError` subclass) or with the records that are really
-there, never an unexpected exception, a hang or an allocation its limits do
-not allow. The long-running modes run with ``--run-slow``.
+there: never another exception, a hang or an allocation its limits do not
+allow. Inputs are small (a few KiB), every test has a timeout, and peak
+memory is measured for the cases that claim huge sizes. The long-running
+modes (many more inputs) run with ``--run-slow``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import random
+import shutil
+import struct
+import tempfile
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import pytest
-from hypothesis import given, settings
+import zstandard
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import journal._segment as segment_module
-from journal import Entry, Journal
+from journal import CorruptJournal, Entry, Journal, JournalError
+from journal._codec import RAW, ZSTD, Codec, unpack_bounded
+from journal._errors import CorruptPayload
+from journal._format import (
+    CONTINUED,
+    FRAME_HEADER,
+    HEADER_SIZE,
+    decode_manifest,
+    pack_record,
+)
+from tests.faultfs import report_figures
+
+SEG = 4096
+MAX_RECORD = 64 << 10  # small limits, so "bounded" is measurable
+COUNTS: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Iterator[None]:
+    """Report how many hostile inputs each test tried (docs/RELIABILITY.md)."""
+    yield
+    if COUNTS:
+        report_figures("fuzz inputs", {"total": sum(COUNTS.values()), **COUNTS})
+
+
+def _count(name: str) -> None:
+    COUNTS[name] = COUNTS.get(name, 0) + 1
+
+
+# -- a template journal to damage ----------------------------------------------------------
+
+
+@functools.cache
+def template() -> dict[str, bytes]:
+    """The files of a small valid journal: sealed segments, an active one, a manifest.
+
+    Its batches hold raw and zstd payloads, nested maps, and several records each.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="agcx-fuzz-"))
+    try:
+        root = tmp / "j"
+        rng = random.Random(5)
+        with Journal.open(root, segment_size=SEG, preallocate=0) as j:
+            for b in range(30):
+                j.append_many(
+                    [
+                        Entry(
+                            1 + k,
+                            {
+                                "b": b,
+                                "k": k,
+                                "text": "word " * rng.choice([1, 40, 200]),
+                                "blob": rng.randbytes(rng.choice([0, 10, 300])),
+                                "nest": {"a": [1, 2.5, None, True, {"z": b"\0"}]},
+                            },
+                        )
+                        for k in range(rng.choice([1, 1, 2, 3]))
+                    ]
+                )
+        files = {}
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name != "LOCK":
+                files[str(p.relative_to(root))] = p.read_bytes()
+        assert sum(1 for f in files if f.startswith("segments/")) >= 3
+        return files
+    finally:
+        shutil.rmtree(tmp)
+
+
+def segments() -> list[str]:
+    """The template's segment files in order (the last is the active one)."""
+    return sorted(f for f in template() if f.startswith("segments/"))
+
+
+def fresh(tmp: Path) -> Path:
+    """A new journal path under ``tmp`` (hypothesis reuses a test's ``tmp_path``)."""
+    return Path(tempfile.mkdtemp(dir=tmp)) / "j"
+
+
+def write_journal(root: Path, files: dict[str, bytes]) -> None:
+    """Lay out ``files`` as a journal directory at ``root``."""
+    (root / "segments").mkdir(parents=True, mode=0o700)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+
+
+def exercise(root: Path) -> int:
+    """Open read-only and as a writer; scan, decode, read, append. Return records read.
+
+    A :class:`JournalError` ends one pass quietly (that is the expected answer
+    to damage); any other exception escapes and fails the test.
+    """
+    seen = 0
+    for readonly in (True, False):
+        try:
+            with Journal.open(
+                root, readonly=readonly, segment_size=SEG, max_record_size=MAX_RECORD
+            ) as j:
+                for rec in j.scan():
+                    seen += 1
+                    with contextlib.suppress(CorruptJournal):
+                        j.decode(rec)
+                st = j.statistics()
+                if st.last_seq:
+                    j.read(st.last_seq)
+                if not readonly:
+                    j.append(1, {"after": "damage"})
+        except JournalError:
+            pass
+    return seen
+
+
+def fix_crcs(data: bytes) -> bytes:
+    """Recompute the header and record CRCs of a (damaged) segment, so that a
+    reader gets past the checksums and meets the damage itself."""
+    buf = bytearray(data)
+    if len(buf) >= HEADER_SIZE:
+        buf[60:64] = struct.pack("<I", zlib.crc32(bytes(buf[:60])))
+    pos = HEADER_SIZE
+    while pos + 8 <= len(buf):
+        (body_len, _) = FRAME_HEADER.unpack_from(buf, pos)
+        if body_len == 0 or pos + 8 + body_len > len(buf):
+            break
+        buf[pos + 4 : pos + 8] = struct.pack(
+            "<I", zlib.crc32(bytes(buf[pos + 8 : pos + 8 + body_len]))
+        )
+        pos += 8 + body_len
+    return bytes(buf)
+
+
+def manifest_bytes(body: Any, *, raw: bytes | None = None) -> bytes:
+    """A manifest file with a correct header and CRC around ``body`` (msgpack'd)."""
+    data = raw if raw is not None else msgpack.packb(body, use_bin_type=True)
+    return struct.pack("<4sHHII", b"AGCM", 1, 0, len(data), zlib.crc32(data)) + data
+
+
+def template_manifest() -> dict[str, Any]:
+    """The template's manifest body as a map."""
+    m: dict[str, Any] = msgpack.unpackb(template()["MANIFEST"][16:], raw=False)
+    return m
+
+
+# -- mutations -------------------------------------------------------------------------------
+
+
+def mutate(data: bytes, rng: random.Random, n: int) -> bytes:
+    """Apply ``n`` random byte-level mutations (flip, set, cut, insert, delete, repeat)."""
+    buf = bytearray(data)
+    for _ in range(n):
+        kind = rng.randrange(7)
+        at = rng.randrange(len(buf) + 1)
+        if kind == 0 and buf:
+            i = min(at, len(buf) - 1)
+            buf[i] ^= 1 << rng.randrange(8)
+        elif kind == 1 and buf:
+            i = min(at, len(buf) - 1)
+            buf[i] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+        elif kind == 2:
+            del buf[at:]
+        elif kind == 3:
+            buf[at:at] = rng.randbytes(rng.randrange(1, 40))
+        elif kind == 4:
+            del buf[at : at + rng.randrange(1, 64)]
+        elif kind == 5 and buf:
+            j = rng.randrange(len(buf))
+            buf[at:at] = buf[j : j + rng.randrange(1, 200)]
+        else:  # a big little-endian number where a length or seq may be
+            i = min(at, max(0, len(buf) - 8))
+            buf[i : i + 8] = struct.pack("<Q", rng.choice([2**32 - 1, 2**63, 2**64 - 1, 1 << 40]))
+    return bytes(buf)
+
+
+def run_mutation(tmp: Path, rng: random.Random, name: str) -> None:
+    """One hostile journal: a random file of the template damaged, CRCs maybe fixed."""
+    files = dict(template())
+    victim = rng.choice([*segments(), "MANIFEST"])
+    data = mutate(files[victim], rng, rng.randrange(1, 6))
+    if rng.random() < 0.6:
+        data = fix_crcs(data) if victim != "MANIFEST" else manifest_bytes(None, raw=data[16:])
+    files[victim] = data
+    root = fresh(tmp)
+    write_journal(root, files)
+    try:
+        exercise(root)
+        _count(name)
+    finally:
+        shutil.rmtree(root.parent)
+
 
 # -- record layouts at the edges of read chunks ------------------------------------------
 
@@ -64,3 +265,527 @@ def test_a_record_ending_exactly_where_the_first_read_chunk_ends_is_not_the_end(
         assert j.append(1, b"x") == 22
     with Journal.open(root, readonly=True) as j:
         assert [r.seq for r in j.scan()] == list(range(1, 23))
+
+
+# -- random and mutated files (hypothesis) ------------------------------------------------
+
+_FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@_FUZZ
+@pytest.mark.timeout(120)
+@given(seed=st.integers(min_value=0, max_value=2**32))
+def test_randomly_damaged_segments_and_manifests_give_only_typed_errors(
+    tmp_path: Path, seed: int
+) -> None:
+    run_mutation(tmp_path, random.Random(seed), "mutated journal files")
+
+
+@_FUZZ
+@pytest.mark.timeout(120)
+@given(
+    body=st.binary(max_size=3000),
+    where=st.sampled_from(["active", "sealed"]),
+    keep_header=st.booleans(),
+)
+def test_random_bytes_as_a_segment_give_only_typed_errors(
+    tmp_path: Path, body: bytes, where: str, keep_header: bool
+) -> None:
+    files = dict(template())
+    victim = segments()[-1] if where == "active" else segments()[0]
+    files[victim] = (files[victim][:HEADER_SIZE] if keep_header else b"") + body
+    root = fresh(tmp_path)
+    write_journal(root, files)
+    exercise(root)
+    shutil.rmtree(root.parent)
+    _count("random segment bytes")
+
+
+_seq = st.one_of(
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.sampled_from([0, 1, 2, 2**63 - 1, 2**63, 2**64 - 1]),
+)
+_payload = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        lambda v: msgpack.packb(v, use_bin_type=True),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+            | st.text(max_size=20)
+            | st.binary(max_size=20),
+            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
+            max_leaves=20,
+        ),
+    ),
+    st.builds(lambda b: zstandard.ZstdCompressor().compress(b), st.binary(max_size=300)),
+)
+
+
+@_FUZZ
+@pytest.mark.timeout(120)
+@given(
+    records=st.lists(
+        st.tuples(
+            _seq,
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.integers(min_value=0, max_value=0xFFFF),
+            st.integers(min_value=0, max_value=255),
+            st.integers(min_value=0, max_value=255),
+            st.binary(min_size=16, max_size=16),
+            _payload,
+        ),
+        max_size=12,
+    ),
+    where=st.sampled_from(["active", "sealed"]),
+)
+def test_well_framed_records_with_absurd_fields_give_only_typed_errors(
+    tmp_path: Path,
+    records: list[tuple[int, int, int, int, int, bytes, bytes]],
+    where: str,
+) -> None:
+    """Valid frames and checksums around any seq, time, type, codec, flags and payload."""
+    files = dict(template())
+    victim = segments()[-1] if where == "active" else segments()[0]
+    files[victim] = files[victim][:HEADER_SIZE] + b"".join(_frame(*r) for r in records)
+    root = fresh(tmp_path)
+    write_journal(root, files)
+    exercise(root)
+    shutil.rmtree(root.parent)
+    _count("well-framed absurd records")
+
+
+def _frame(
+    seq: int, ts: int, etype: int, codec: int, flags: int, sid: bytes, payload: bytes
+) -> bytes:
+    """A record frame with any field values, its CRC correct."""
+    body = struct.pack("<QqHBB16s", seq, ts, etype, codec, flags, sid) + payload
+    return FRAME_HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64 - 1),
+    st.sampled_from([0, 1, -1, 64, 2**31, 2**63 - 1, 2**63, 2**64 - 1]),
+    st.text(max_size=30),
+    st.binary(max_size=20),
+    st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@_FUZZ
+@pytest.mark.timeout(120)
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.sampled_from(["jid", "gen", "hs", "ht", "c", "segs", "x"]),
+            _value,
+        ),
+        max_size=3,
+    ),
+    seg_changes=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5),
+            st.sampled_from(["b", "s", "f", "l", "n", "t0", "t1", "len", "nm", "zz"]),
+            st.one_of(_value, st.sampled_from(["../MANIFEST", "/etc/passwd", "x.agcx"])),
+        ),
+        max_size=4,
+    ),
+    drop=st.lists(st.sampled_from(["b", "s", "l", "n", "len"]), max_size=2),
+)
+def test_manifests_with_any_field_values_give_only_typed_errors(
+    tmp_path: Path,
+    changes: list[tuple[str, Any]],
+    seg_changes: list[tuple[int, str, Any]],
+    drop: list[str],
+) -> None:
+    body = template_manifest()
+    for key, value in changes:
+        body[key] = value
+    segs = body.get("segs")
+    if isinstance(segs, list) and segs:
+        for i, key, value in seg_changes:
+            s = segs[i % len(segs)]
+            if isinstance(s, dict):
+                s[key] = value
+        for key in drop:
+            if isinstance(segs[0], dict):
+                segs[0].pop(key, None)
+    files = dict(template())
+    try:
+        files["MANIFEST"] = manifest_bytes(body)
+    except (OverflowError, TypeError, ValueError):
+        return  # not encodable: not a manifest anyone can write
+    root = fresh(tmp_path)
+    write_journal(root, files)
+    exercise(root)
+    shutil.rmtree(root.parent)
+    _count("manifest field values")
+
+
+@_FUZZ
+@pytest.mark.timeout(60)
+@given(codec=st.integers(min_value=0, max_value=3), data=st.binary(max_size=400))
+def test_payload_decoding_of_any_bytes_raises_only_corrupt_payload(codec: int, data: bytes) -> None:
+    c = Codec(max_payload=1 << 16)
+    for raw in (data, b"\x28\xb5\x2f\xfd" + data):
+        with contextlib.suppress(CorruptPayload):
+            c.decode(codec, raw)
+    _count("payload bytes")
+
+
+# -- explicit hostile cases -------------------------------------------------------------------
+
+
+def _peak(fn: Callable[[], object]) -> int:
+    """Peak bytes Python allocated while running ``fn``."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _with_active(tmp_path: Path, tail: bytes, *, sealed: bool = False) -> Path:
+    files = dict(template())
+    victim = segments()[0] if sealed else segments()[-1]
+    if sealed:
+        data = files[victim]
+        files[victim] = data[: len(data) - len(tail)] + tail  # same length as listed
+    else:
+        files[victim] += tail
+    root = tmp_path / ("sealed" if sealed else "active")
+    write_journal(root, files)
+    return root
+
+
+@pytest.mark.timeout(60)
+def test_a_record_claiming_4_gib_is_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    huge = struct.pack("<II", 0xFFFFFFFF, 0) + os.urandom(100)
+    for sealed in (False, True):
+        root = _with_active(tmp_path, huge, sealed=sealed)
+        peak = _peak(lambda root=root: exercise(root))  # type: ignore[misc]
+        assert peak < 8 * MAX_RECORD + (4 << 20), peak
+    # A writer cuts it as a torn tail of the active segment (and keeps the bytes aside).
+    root = _with_active(tmp_path / "again", huge)
+    with Journal.open(root, segment_size=SEG) as j:
+        n = j.last_seq
+        assert j.append(1, "next") == n + 1
+    assert list((root / "quarantine").iterdir())
+    sealed_root = _with_active(tmp_path / "s", huge, sealed=True)
+    with (
+        pytest.raises(CorruptJournal, match="sealed segment damaged"),
+        Journal.open(sealed_root) as j,
+    ):
+        list(j.scan())
+
+
+@pytest.mark.timeout(60)
+def test_a_length_under_the_limit_but_past_the_file_allocates_no_more_than_the_file(
+    tmp_path: Path,
+) -> None:
+    """A frame claiming 60 MiB (within the default 64 MiB max_record_size) in a 20 KiB
+    active segment: the reader reads what the file holds, not what the frame claims."""
+    files = dict(template())
+    last = segments()[-1]
+    files[last] = files[last][:HEADER_SIZE] + struct.pack("<II", 60 << 20, 1) + os.urandom(20000)
+    root = tmp_path / "j"
+    write_journal(root, files)
+
+    def read() -> None:
+        with Journal.open(root, readonly=True) as j:
+            assert [r.seq for r in j.scan()][-1] < 10**6
+
+    assert _peak(read) < 2 << 20
+
+
+@pytest.mark.timeout(60)
+def test_a_zstd_frame_declaring_a_huge_size_is_refused_before_decompressing(
+    tmp_path: Path,
+) -> None:
+    frame = bytearray(zstandard.ZstdCompressor(write_content_size=True).compress(b"x" * 1000))
+    # Rewrite the frame header: single segment, 8-byte content size of 2**40.
+    liar = zstandard.ZstdCompressor(write_content_size=True).compress(b"y" * (1 << 16))
+    params = zstandard.get_frame_parameters(liar)
+    assert params.content_size == 1 << 16
+    declared = _zstd_with_content_size(bytes(frame), 1 << 40)
+    assert zstandard.frame_content_size(declared) == 1 << 40
+    c = Codec(max_payload=1 << 20)
+    with pytest.raises(CorruptPayload, match="declares"):
+        c.decode(ZSTD, declared)
+    # In a journal: the record is whole and checksummed; decoding it is refused.
+    files = dict(template())
+    last = segments()[-1]
+    seq = 10**6
+    files[last] += pack_record(seq, 2**62, 1, ZSTD, bytes(16), declared)
+    write_journal(tmp_path / "j", files)
+    with Journal.open(tmp_path / "j", readonly=True, max_record_size=MAX_RECORD) as j:
+        rec = j.read(seq)
+
+        def decode() -> None:
+            with pytest.raises(CorruptJournal, match=f"seq {seq}: .*declares"):
+                j.decode(rec)
+
+        assert _peak(decode) < 1 << 20
+    # A frame that declares less than it holds stops at what it declared.
+    small = _zstd_with_content_size(zstandard.ZstdCompressor().compress(b"z" * 5000), 10)
+    with pytest.raises(CorruptPayload):
+        c.decode(ZSTD, small)
+    # A frame that does not declare its size is refused too.
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(b"q" * 100)
+    with pytest.raises(CorruptPayload, match="does not declare"):
+        c.decode(ZSTD, unsized)
+
+
+def _zstd_with_content_size(frame: bytes, size: int) -> bytes:
+    """``frame`` with its header rewritten to declare ``size`` bytes (8-byte field)."""
+    fhd = frame[4]
+    single = (fhd >> 5) & 1
+    fcs_flag = fhd >> 6
+    did_flag = fhd & 3
+    window = 0 if single else 1
+    did = [0, 1, 2, 4][did_flag]
+    fcs = [single, 2, 4, 8][fcs_flag]
+    rest = frame[5 + window + did + fcs :]
+    new_fhd = (3 << 6) | (fhd & 0b0011_1111) | (1 << 5)  # 8-byte size, single segment
+    head = frame[:4] + bytes([new_fhd]) + frame[5 + window : 5 + window + did]
+    return head + struct.pack("<Q", size) + rest
+
+
+@pytest.mark.timeout(60)
+def test_deeply_nested_and_huge_length_msgpack_is_refused(tmp_path: Path) -> None:
+    cases = [
+        b"\x91" * 200_000 + b"\xc0",  # 200k nested arrays
+        b"\x81\xa1k" * 100_000 + b"\xc0",  # 100k nested maps
+        b"\xdd\xff\xff\xff\xff",  # array32 of 4 Gi elements
+        b"\xdf\xff\xff\xff\xff",  # map32 of 4 Gi pairs
+        b"\xdb\xff\xff\xff\xff",  # str32 of 4 GiB
+        b"\xc6\xff\xff\xff\xff",  # bin32 of 4 GiB
+        b"\xc9\xff\xff\xff\xff\x05",  # ext32 of 4 GiB
+        b"\xc1",  # never used byte
+        b"\xa3\xff\xfe\xfd",  # invalid UTF-8 str
+    ]
+    for raw in cases:
+        peak = _peak(lambda raw=raw: _refused(raw))  # type: ignore[misc]
+        assert peak < 8 << 20, (raw[:8], peak)
+    # And inside a journal record, decoded through the journal.
+    files = dict(template())
+    last = segments()[-1]
+    for i, raw in enumerate(cases):
+        files[last] += pack_record(10**6 + i, 2**62, 1, RAW, bytes(16), raw)
+    write_journal(tmp_path / "j", files)
+    with Journal.open(tmp_path / "j", readonly=True) as j:
+        bad = 0
+        for rec in j.scan():
+            try:
+                j.decode(rec)
+            except CorruptJournal as exc:
+                assert exc.offset is not None and f"seq {rec.seq}" in str(exc)
+                bad += 1
+        assert bad == len(cases)
+
+
+def _refused(raw: bytes) -> None:
+    with pytest.raises(CorruptPayload):
+        unpack_bounded(raw)
+
+
+def test_msgpack_extension_types_stay_inert_values() -> None:
+    """Ext types are never turned into objects of the sender's choosing: an ExtType
+    (code, bytes) or a Timestamp comes back, exactly as msgpack would write it."""
+    raw = msgpack.packb(
+        {"e": msgpack.ExtType(42, b"payload"), "t": msgpack.Timestamp(5, 6), "n": -1},
+        use_bin_type=True,
+    )
+    out = Codec(max_payload=1 << 16).decode(RAW, raw)
+    assert type(out["e"]) is msgpack.ExtType and out["e"] == (42, b"payload")
+    assert type(out["t"]) is msgpack.Timestamp and out["t"] == msgpack.Timestamp(5, 6)
+    for code in range(-128, 128):
+        data = b"\xd7" + struct.pack("b", code) + bytes(8)  # fixext 8
+        if code == -1:
+            assert type(unpack_bounded(data)) is msgpack.Timestamp
+        elif code < 0:  # reserved by msgpack: refused
+            with pytest.raises(CorruptPayload):
+                unpack_bounded(data)
+        else:
+            assert type(unpack_bounded(data)) is msgpack.ExtType
+    # What is read can be written back unchanged.
+    assert msgpack.packb(out, use_bin_type=True) == raw
+
+
+@pytest.mark.timeout(60)
+def test_manifests_listing_absurd_segments_are_refused(tmp_path: Path) -> None:
+    base = template_manifest()
+    segs = base["segs"]
+    sealed = segs[0]
+
+    def variant(**over: Any) -> dict[str, Any]:
+        m = dict(base)
+        m.update(over)
+        return m
+
+    big = [dict(sealed, b=1 + i * 10, l=i * 10 + 5, f=1 + i * 10) for i in range(5000)]
+    cases: dict[str, dict[str, Any]] = {
+        "huge count": variant(segs=[dict(sealed, n=2**63), *segs[1:]]),
+        "huge length": variant(segs=[dict(sealed, len=2**64 - 1), *segs[1:]]),
+        "length past i64": variant(segs=[dict(sealed, len=2**63), *segs[1:]]),
+        "5000 segments": variant(segs=[*big, dict(segs[-1], b=50_001)]),
+        "negative base": variant(segs=[dict(sealed, b=-1), *segs[1:]]),
+        "zero base": variant(segs=[dict(sealed, b=0), *segs[1:]]),
+        "duplicate bases": variant(segs=[sealed, sealed, *segs[1:]]),
+        "base past 2**63": variant(segs=[dict(segs[-1], b=2**63)]),
+        "last seq past 2**63": variant(segs=[dict(sealed, l=2**63 + 5), *segs[1:]]),
+        "decreasing bases": variant(segs=list(reversed(segs))),
+        "unsealed in the middle": variant(segs=[dict(sealed, s=False), *segs[1:]]),
+        "no segments": variant(segs=[]),
+        "segments not a list": variant(segs={"a": 1}),
+        "segment not a map": variant(segs=[1, 2, 3]),
+        "jid too short": variant(jid=b"abc"),
+        "jid a string": variant(jid="x" * 16),
+        "time past i64": variant(segs=[dict(sealed, t1=2**64 - 1), *segs[1:]]),
+        "file name escaping": variant(segs=[dict(sealed, nm="../../etc/passwd"), *segs[1:]]),
+    }
+    for name, body in cases.items():
+        root = tmp_path / name.replace(" ", "-")
+        files = dict(template())
+        files["MANIFEST"] = manifest_bytes(body)
+        write_journal(root, files)
+        for readonly in (True, False):
+            with pytest.raises(CorruptJournal), Journal.open(root, readonly=readonly) as j:
+                list(j.scan())
+                pytest.fail(f"{name}: opened and scanned")
+
+
+@pytest.mark.timeout(60)
+def test_seqs_beyond_the_signed_64_bit_range_are_damage_not_crashes(tmp_path: Path) -> None:
+    files = dict(template())
+    last = segments()[-1]
+    files[last] += _frame(2**63, 2**62, 1, RAW, 0, bytes(16), b"\xc0")
+    write_journal(tmp_path / "j", files)
+    with Journal.open(tmp_path / "j", readonly=True) as j:
+        good = j.last_seq
+        assert good < 2**63 and [r.seq for r in j.scan()][-1] == good
+    with Journal.open(tmp_path / "j") as j:  # a writer cuts it as a torn tail
+        assert j.append(1, "next") == good + 1
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_that_never_closes_is_a_torn_tail_or_corruption(tmp_path: Path) -> None:
+    files = dict(template())
+    last = segments()[-1]
+    chain = b"".join(
+        _frame(10**6 + i, 2**62, 1, RAW, CONTINUED, bytes(16), b"\xc0") for i in range(50)
+    )
+    files[last] += chain
+    write_journal(tmp_path / "j", files)
+    with Journal.open(tmp_path / "j", readonly=True) as j:
+        good = j.last_seq
+        assert good < 10**6
+    with Journal.open(tmp_path / "j") as j:
+        assert j.append(1, "next") == good + 1
+    # In a sealed segment (same length as listed) it is corruption.
+    first = segments()[0]
+    data = template()[first]
+    files = dict(template())
+    files[first] = data[: len(data) - len(chain)] + chain
+    write_journal(tmp_path / "s", files)
+    with pytest.raises(CorruptJournal), Journal.open(tmp_path / "s") as j:
+        list(j.scan())
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_or_directory_in_place_of_a_journal_file_does_not_hang(tmp_path: Path) -> None:
+    for victim in ("MANIFEST", segments()[-1], segments()[0]):
+        for kind in ("fifo", "dir"):
+            root = tmp_path / f"{kind}-{victim.replace('/', '-')}"
+            files = dict(template())
+            del files[victim]
+            write_journal(root, files)
+            if kind == "fifo":
+                os.mkfifo(root / victim, 0o600)
+            else:
+                (root / victim).mkdir()
+            exercise(root)  # typed errors only, and it returns
+
+
+# -- long-running campaigns (--run-slow) ------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_long_random_mutation_campaign(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("AGCX_FUZZ_SEED", "20261125")))
+    n = int(os.environ.get("AGCX_FUZZ_INPUTS", "20000"))
+    for _ in range(n):
+        run_mutation(tmp_path, random.Random(rng.getrandbits(64)), "campaign: mutated files")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(body=st.binary(max_size=6000), keep_header=st.booleans())
+def test_long_random_segment_bytes(
+    tmp_path_factory: pytest.TempPathFactory, body: bytes, keep_header: bool
+) -> None:
+    files = dict(template())
+    last = segments()[-1]
+    files[last] = (files[last][:HEADER_SIZE] if keep_header else b"") + body
+    root = tmp_path_factory.mktemp("seg") / "j"
+    write_journal(root, files)
+    exercise(root)
+    _count("campaign: random segment bytes")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(max_examples=20000, deadline=None)
+@given(codec=st.integers(min_value=0, max_value=3), data=st.binary(max_size=2000))
+def test_long_payload_decoding(codec: int, data: bytes) -> None:
+    test_payload_decoding_of_any_bytes_raises_only_corrupt_payload.hypothesis.inner_test(  # type: ignore[attr-defined]
+        codec=codec, data=data
+    )
+
+
+def test_the_manifest_decoder_refuses_what_it_cannot_use() -> None:
+    """Direct decoder checks, no files: shapes refused with CorruptJournal."""
+    for body in ({}, {"segs": None}, {"jid": b"x" * 16, "gen": 1, "segs": [{}]}, [], 5):
+        with pytest.raises(CorruptJournal):
+            decode_manifest(manifest_bytes(body), "MANIFEST")
+    _count("manifest shapes")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["deleted", "directory", "fifo", "symlink"])
+def test_a_lost_manifest_is_reported_and_never_replaced_by_a_new_journal(
+    tmp_path: Path, how: str
+) -> None:
+    root = tmp_path / "j"
+    write_journal(root, template())
+    before = {p.name: p.read_bytes() for p in (root / "segments").iterdir()}
+    manifest = root / "MANIFEST"
+    manifest.unlink()
+    if how == "directory":
+        manifest.mkdir()
+    elif how == "fifo":
+        os.mkfifo(manifest)
+    elif how == "symlink":
+        (tmp_path / "elsewhere").write_bytes(template()["MANIFEST"])
+        manifest.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CorruptJournal, match="MANIFEST"):
+        Journal.open(root)
+    with pytest.raises(JournalError):
+        Journal.open(root, readonly=True)
+    assert {p.name: p.read_bytes() for p in (root / "segments").iterdir()} == before
