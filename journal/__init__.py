@@ -62,6 +62,7 @@ from journal._segment import Record
 
 if TYPE_CHECKING:
     from journal._aio import AsyncPointInTimeView, AsyncSessionStore
+    from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncPointInTimeView": "journal._aio",
     "AsyncSessionStore": "journal._aio",
+    "CompactionReport": "journal._compact",
+    "PurgeReport": "journal._compact",
     "HistoryEntry": "journal._store",
     "ImportItem": "journal._import",
     "ImportProblem": "journal._import",
@@ -101,6 +104,7 @@ __all__ = [
     "AsyncSessionStore",
     "CheckpointMetadata",
     "CheckpointNotFound",
+    "CompactionReport",
     "ContentItem",
     "ConversationContext",
     "ConversationSnapshot",
@@ -137,6 +141,7 @@ __all__ = [
     "OperatingMode",
     "OutputText",
     "PointInTimeView",
+    "PurgeReport",
     "ReadOnlyJournal",
     "Reasoning",
     "ReasoningSummary",
