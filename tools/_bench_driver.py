@@ -897,7 +897,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         lines.append(
             "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
         )
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def store_table(res: Figures, plan: Plan, group: Sequence[str]) -> str:
