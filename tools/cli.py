@@ -53,6 +53,7 @@ from journal import (
 from journal._events import EVENT_NAMES, event_name, event_type_from_name, upcast
 from journal._store import resolve_point, summarize
 from projections import ProjectionRunner
+from tools import bench
 from tools._demo import fill
 from tools._render import (
     event_row,
@@ -1079,6 +1080,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         cmd_demo,
         "fill a journal (a temporary one unless --root is given) and tour it",
+    )
+    bench.add_arguments(
+        cmd("bench", bench.run, "agcx vs the old store, SQLite and JSONL on one workload")
     )
     return p
 
