@@ -86,6 +86,9 @@ __all__ = [
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 _STRIPES = 64
+_CONTENT_EVENTS = frozenset(
+    {EventType.SESSION_SAVED, EventType.SESSION_DELETED, EventType.SESSION_PURGED}
+)
 
 
 @attrs.frozen
@@ -501,7 +504,8 @@ class SessionStore(_Queries):
         snap_dir = os.path.join(journal.root, "projections") if snapshots else None
         self._init_projections(journal, None, snap_dir)
         self.max_chain = max_chain
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        # Per-session save locks, re-entrant: ``_append`` takes them again.
+        self._locks = [threading.RLock() for _ in range(_STRIPES)]
         self._bases: OrderedDict[bytes, _Base] = OrderedDict()
         self._bases_lock = threading.Lock()
         self._closed = False
@@ -569,7 +573,7 @@ class SessionStore(_Queries):
 
     # -- appending ------------------------------------------------------------------------
 
-    def _lock_for(self, sid: UUID) -> threading.Lock:
+    def _lock_for(self, sid: UUID) -> threading.RLock:
         return self._locks[hash(sid) % _STRIPES]
 
     def _append(
@@ -579,7 +583,27 @@ class SessionStore(_Queries):
     ) -> list[int]:
         # No catch-up here: every query catches up first, and a save in a
         # loop would otherwise read its own record back once more per call.
-        return self._journal.append_many(entries, prepare=prepare)
+        #
+        # An event that replaces or ends a session's content (save, delete,
+        # purge) commits holding that session's save lock, whoever appends it
+        # (cleanup, purge, import too): a delta save's prepare check sees the
+        # log, not earlier batches of its own group commit, so it must never
+        # share a commit with such an event of its session. Stripes are taken
+        # in order, and a saver holds only its own: no deadlock.
+        stripes = sorted(
+            {
+                hash(e.session_id) % _STRIPES
+                for e in entries
+                if e.session_id is not None and e.event_type in _CONTENT_EVENTS
+            }
+        )
+        for i in stripes:
+            self._locks[i].acquire()
+        try:
+            return self._journal.append_many(entries, prepare=prepare)
+        finally:
+            for i in reversed(stripes):
+                self._locks[i].release()
 
     def _require(self, sid: UUID) -> None:
         self._sync()
@@ -825,22 +849,12 @@ class SessionStore(_Queries):
         order = {m.id: i for i, m in enumerate(sessions)}
         doomed.sort(key=order.__getitem__)
         if doomed:
-            # Hold the doomed sessions' save locks (in stripe order: no deadlock),
-            # as delete_session does: a delta save of one of them must not share
-            # this commit, whose deletes its prepare check cannot see yet.
-            locks = [self._locks[i] for i in sorted({hash(sid) % _STRIPES for sid in doomed})]
-            for lock in locks:
-                lock.acquire()
-            try:
-                self._append(
-                    [
-                        Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
-                        for sid in doomed
-                    ]
-                )
-            finally:
-                for lock in reversed(locks):
-                    lock.release()
+            self._append(
+                [
+                    Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
+                    for sid in doomed
+                ]
+            )
         return doomed
 
     # -- checkpoints ----------------------------------------------------------------------
