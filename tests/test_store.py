@@ -659,13 +659,15 @@ class GatedSync(FileSystem):
         super().fdatasync(fd)
 
 
-def test_a_retention_delete_and_a_delta_save_of_one_session_never_share_a_commit(
-    root: Path,
+@pytest.mark.parametrize("remove", ["retention cleanup", "purge"])
+def test_a_delete_or_purge_and_a_delta_save_of_one_session_never_share_a_commit(
+    root: Path, remove: str
 ) -> None:
-    # Regression: queued behind one commit, a retention delete and a delta save
-    # of the same session were written in one group. The save's base check saw
-    # the log before the delete, so the delta landed on no base and the session
-    # loaded with only the new messages and default context and state.
+    # Regression: queued behind one commit, a retention delete (or a purge) and
+    # a delta save of the same session were written in one group. The save's
+    # base check saw the log before the delete, so the delta landed on no base
+    # and the session came back with only the new messages and default context
+    # and state.
     fs = GatedSync()
     with SessionStore.open(root, fs=fs) as s:
         old, young = uuid4(), new_session(s, last_accessed=datetime.now(UTC))
@@ -675,8 +677,11 @@ def test_a_retention_delete_and_a_delta_save_of_one_session_never_share_a_commit
         leader = threading.Thread(target=s.touch, args=(young,))
         leader.start()
         assert fs.entered.wait(10)
-        cleanup = threading.Thread(target=s.cleanup_old_sessions, args=(1,))
-        cleanup.start()
+        if remove == "purge":
+            remover = threading.Thread(target=s.purge, args=(old,))
+        else:
+            remover = threading.Thread(target=s.cleanup_old_sessions, args=(1,))
+        remover.start()
         deadline = time.monotonic() + 10
         while not s.journal._queue and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -687,9 +692,9 @@ def test_a_retention_delete_and_a_delta_save_of_one_session_never_share_a_commit
         saver.start()
         time.sleep(0.2)  # time for the save to queue behind the delete, were it allowed to
         fs.release.set()
-        for t in (leader, cleanup, saver):
+        for t in (leader, remover, saver):
             t.join(10)
-        # Whichever came first, the save is whole: the session is exactly it.
+        # The save came after the delete: it is whole, and the session is exactly it.
         assert s.load_session(old)[1:] == (longer, state(3))
         s.close()
         with SessionStore.open(root, snapshots=False) as again:
