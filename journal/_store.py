@@ -266,7 +266,7 @@ class _Queries:
             until_seq=until_seq,
             snap_dir=snap_dir,
         )
-        self._meta_cache: dict[bytes, tuple[tuple[int, int], SessionMetadata]] = {}
+        self._meta_cache: dict[bytes, tuple[tuple[int | None, int, int], SessionMetadata]] = {}
 
     def _sync(self) -> None:
         """Apply what was appended since the last look (by any process)."""
@@ -278,7 +278,9 @@ class _Queries:
         """The session's metadata with the store-owned fields filled in. Holds the runner lock."""
         wire = self._index.sessions[sid]
         chain = self._contents.chains[sid]
-        stamp = (self._index.versions.get(sid, 0), chain.changes)
+        # The horizon too: a compaction makes the runner rebuild the projections,
+        # whose change counters then start again and could repeat a stamp.
+        stamp = (self._runner.horizon_seq, self._index.versions.get(sid, 0), chain.changes)
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
