@@ -640,6 +640,31 @@ def test_opening_with_a_bad_option_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "store").exists()
 
 
+def test_metadata_after_a_compaction_is_never_a_stale_cached_answer(root: Path) -> None:
+    # Regression: metadata was cached under (index version, chain changes);
+    # a compaction makes the runner rebuild, those counters start again, and
+    # a later save could repeat the stamp of a cached answer from before: the
+    # store (and every other open store) listed the old title and count.
+    with SessionStore.open(root, durability="none", segment_size=4096) as s:
+        sid = uuid4()
+        keys = [f"k0 {os.urandom(1400).hex()}"]
+        s.save_session(sid, metadata(sid, "first"), conversation(sid, keys), state())
+        keys.append(f"k1 {os.urandom(1400).hex()}")
+        s.save_session(sid, metadata(sid, "second"), conversation(sid, keys), state())
+        # A checkpoint large enough to seal the segment holding both saves.
+        s.create_checkpoint(sid, uuid4(), conversation(uuid4(), [os.urandom(1400).hex()]), state())
+        with SessionStore.open(root, durability="none", snapshots=False) as other:
+            for store in (s, other):
+                assert store.get_metadata(sid).title == "second"  # cached now
+            assert s.compact(retain=timedelta(0)).records_after == 1
+            keys.append("k2")
+            s.save_session(sid, metadata(sid, "third"), conversation(sid, keys), state())
+            for store in (s, other):
+                meta = store.get_metadata(sid)
+                assert (meta.title, meta.message_count) == ("third", 3)
+                assert [m.title for m in store.list_sessions()] == ["third"]
+
+
 # -- concurrency within one process ----------------------------------------------------------
 
 
