@@ -50,6 +50,9 @@ class AsyncPointInTimeView:
     async def session_exists(self, session_id: UUID | str) -> bool:
         return await _run(self.sync.session_exists, session_id)
 
+    async def get_metadata(self, session_id: UUID | str) -> SessionMetadata:
+        return await _run(self.sync.get_metadata, session_id)
+
     async def load_session(
         self, session_id: UUID | str
     ) -> tuple[SessionMetadata, ConversationSnapshot, SessionState]:
@@ -116,9 +119,6 @@ class AsyncSessionStore(AsyncPointInTimeView):
         self, session_id: UUID | str, *, reason: str = "user", actor: str | None = None
     ) -> None:
         await _run(self.sync.delete_session, session_id, reason=reason, actor=actor)
-
-    async def get_metadata(self, session_id: UUID | str) -> SessionMetadata:
-        return await _run(self.sync.get_metadata, session_id)
 
     async def tag(self, session_id: UUID | str, *tags: str) -> None:
         await _run(self.sync.tag, session_id, *tags)
