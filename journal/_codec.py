@@ -28,7 +28,7 @@ RAW = 0
 ZSTD = 1
 ZSTD_DICT = 2
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class Codec:
@@ -67,7 +67,9 @@ class Codec:
         if len(raw) < self.min_compress:
             return RAW, raw
         packed: bytes = self._cctx().compress(raw)
-        if len(packed) < len(raw):
+        # Compression must pay for the decompression every reader will do: a
+        # payload that is mostly an already-compressed blob is stored raw.
+        if len(packed) < len(raw) * 0.9:
             return ZSTD, packed
         return RAW, raw
 
@@ -84,7 +86,7 @@ class Codec:
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Decompress one zstd frame whose declared size is within ``max_payload``."""
         data = bytes(data)
-        if data[:4] != _ZSTD_MAGIC:
+        if data[:4] != ZSTD_MAGIC:
             raise CorruptPayload("payload is not a zstd frame")
         try:
             size = zstandard.frame_content_size(data)

@@ -17,8 +17,9 @@ from typing import Any
 
 import msgpack
 
-from journal._codec import unpack_bounded
+from journal._codec import ZSTD, ZSTD_MAGIC, Codec, raw_size, unpack_bounded
 from journal._errors import CorruptPayload
+from journal._segment import Record
 
 __all__ = [
     "EVENT_NAMES",
@@ -26,6 +27,7 @@ __all__ = [
     "EventType",
     "event_name",
     "pack_blob",
+    "stored_raw_size",
     "unpack_blob",
     "upcast",
 ]
@@ -92,14 +94,42 @@ def upcast(event_type: int, payload: Any) -> dict[str, Any]:
     return payload
 
 
+# Nested blobs are compressed on their own, so that replaying the log into the
+# session index decodes a small raw map and never decompresses messages.
+_BLOB_MIN_COMPRESS = 256
+_BLOB_CAP = 256 << 20  # decompressed size a blob may declare
+_blob_codec = Codec(max_payload=_BLOB_CAP)
+
+
 def pack_blob(obj: Any) -> bytes:
-    """msgpack ``obj`` into a nested blob (stored as msgpack ``bin``)."""
+    """msgpack ``obj`` into a nested blob, zstd-compressed when that pays.
+
+    A blob is a msgpack array or map, whose first byte is never the first
+    byte of the zstd magic number, so the two forms are told apart by it.
+    """
     data: bytes = msgpack.packb(obj, use_bin_type=True)
+    if len(data) >= _BLOB_MIN_COMPRESS:
+        packed: bytes = _blob_codec._cctx().compress(data)
+        if len(packed) < len(data):
+            return packed
     return data
 
 
+def stored_raw_size(rec: Record, event: dict[str, Any]) -> int:
+    """Uncompressed bytes of a record's payload, its nested blobs included
+    (read from frame headers only: nothing is decompressed)."""
+    size = raw_size(rec.codec, rec.payload)
+    for key in ("msgs", "conv"):
+        blob = event.get(key)
+        if type(blob) is bytes and blob[:4] == ZSTD_MAGIC:
+            size += raw_size(ZSTD, blob) - len(blob)
+    return size
+
+
 def unpack_blob(blob: object, what: str) -> Any:
-    """Decode a nested blob within bounds."""
+    """Decode a nested blob within bounds (the zstd frame's size checked first)."""
     if type(blob) is not bytes:
         raise CorruptPayload(f"{what}: expected a msgpack blob, got {type(blob).__name__}")
+    if blob[:4] == ZSTD_MAGIC:
+        blob = _blob_codec.decompress(blob)
     return unpack_bounded(blob)

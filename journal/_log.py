@@ -128,7 +128,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class _Batch:
     """Entries of one ``append_many`` call waiting for a group commit."""
 
-    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "seqs")
+    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "records", "seqs")
 
     def __init__(
         self,
@@ -139,6 +139,7 @@ class _Batch:
         self.prepare = prepare
         self.fixed: list[tuple[int, int]] | None = None  # (seq, ts) kept by copy_records
         self.seqs: list[int] = []
+        self.records: list[Record] = []  # as written, for callers that fold them in memory
         self.error: BaseException | None = None
         self.done = False
 
@@ -658,8 +659,20 @@ class Journal:
         save is only written on top of the base the log has). It may raise to
         abandon the append.
         """
+        return [r.seq for r in self.commit(entries, prepare=prepare)]
+
+    def commit(
+        self,
+        entries: Iterable[Entry],
+        *,
+        prepare: Callable[[], Sequence[Entry] | None] | None = None,
+    ) -> list[Record]:
+        """:meth:`append_many`, returning the records as written (so a caller
+        can apply them to its projections without reading them back)."""
         encoded = [self._encode(e) for e in entries]
-        return self._submit(_Batch(encoded, prepare))
+        batch = _Batch(encoded, prepare)
+        self._submit(batch)
+        return batch.records
 
     def copy_records(self, records: Iterable[Record]) -> list[int]:
         """Append records from another journal as they are: same seq, time, type,
@@ -858,6 +871,9 @@ class Journal:
                 prev_record = (seq, last_ts, etype, codec, session, data)
                 pending.append(pack_record(*prev_record, CONTINUED if k < last else 0))
                 notes.append((pos, frame_len - 8, seq, last_ts))
+                b.records.append(
+                    Record(seq, last_ts, etype, session, codec, data, active.base_seq, pos)
+                )
                 pos += frame_len
                 b.seqs.append(seq)
         self._flush(active, pending, notes)

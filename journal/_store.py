@@ -34,6 +34,7 @@ from journal._errors import (
     HorizonError,
     InvalidArgument,
     JournalError,
+    ReadOnlyJournal,
     RecordNotFound,
     SessionNotFound,
 )
@@ -583,8 +584,8 @@ class SessionStore(_Queries):
         entries: list[Entry],
         prepare: Callable[[], Sequence[Entry] | None] | None = None,
     ) -> list[int]:
-        # No catch-up here: every query catches up first, and a save in a
-        # loop would otherwise read its own record back once more per call.
+        # Our own records are folded in from memory when nothing came in
+        # between; otherwise the next query catches up from the log.
         #
         # An event that replaces or ends a session's content (save, delete,
         # purge) commits holding that session's save lock, whoever appends it
@@ -602,10 +603,12 @@ class SessionStore(_Queries):
         for i in stripes:
             self._locks[i].acquire()
         try:
-            return self._journal.append_many(entries, prepare=prepare)
+            records = self._journal.commit(entries, prepare=prepare)
         finally:
             for i in reversed(stripes):
                 self._locks[i].release()
+        self._runner.apply_own(records)
+        return [r.seq for r in records]
 
     def _require(self, sid: UUID) -> None:
         self._sync()
@@ -923,6 +926,12 @@ class SessionStore(_Queries):
         """Fold sealed segments older than ``retain`` into the minimal events that
         rebuild the same state; the cut becomes the horizon. See ``journal._compact``.
         """
+        if self._journal.readonly and not dry_run:
+            # Refused before anything is written (new segment files, lock file).
+            raise ReadOnlyJournal(
+                f"the store {self.root} was opened read-only; open it writable to compact "
+                "(or use a dry run)"
+            )
         try:
             return _compact.compact(self, retain, dry_run=dry_run)
         except OSError as exc:
@@ -935,6 +944,10 @@ class SessionStore(_Queries):
         """Delete a session now and remove every byte of it from the journal."""
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
+        if self._journal.readonly:
+            raise ReadOnlyJournal(
+                f"the store {self.root} was opened read-only; open it writable to purge"
+            )
         try:
             return _compact.purge(self, _sid(session_id), actor)
         except OSError as exc:

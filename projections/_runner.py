@@ -21,10 +21,11 @@ from typing import Any
 import msgpack
 import zstandard
 
-from journal._codec import Codec, raw_size, unpack_bounded
+from journal._codec import Codec, unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
-from journal._events import upcast
+from journal._events import stored_raw_size, upcast
 from journal._log import Journal
+from journal._segment import Record
 from projections._base import Projection
 
 __all__ = ["ProjectionRunner"]
@@ -85,32 +86,56 @@ class ProjectionRunner:
                     self._reset()
                     self.seq = self.ts_ns = 0
                 self.horizon_seq = horizon
-            decode = j.decode
-            projections = self.projections
             n = 0
             for rec in j.scan(from_seq=self.seq + 1, until_seq=self.until_seq):
-                try:
-                    event = upcast(rec.event_type, decode(rec))
-                except CorruptPayload as exc:
-                    raise JournalError(f"seq {rec.seq}: {exc}") from exc
-                event["_raw"] = raw_size(rec.codec, rec.payload)
-                try:
-                    for p in projections:
-                        p.apply(rec, event)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    raise CorruptJournal(
-                        j.segment_path(rec.segment),
-                        rec.offset,
-                        f"seq {rec.seq}: malformed event payload ({exc!r})",
-                    ) from exc
-                self.seq = rec.seq
-                self.ts_ns = rec.ts_ns
+                self._apply(rec)
                 n += 1
             self.replayed += n
-            self._since_persist += n
-            if self.snap_dir is not None and self._since_persist >= self.persist_every:
-                self.persist()
+            self._note_applied(n)
             return self.seq
+
+    def apply_own(self, records: Sequence[Record]) -> bool:
+        """Apply records this process just committed, without reading them back.
+
+        Only when they directly follow what was applied (else the next
+        :meth:`catch_up` reads them, with whatever came in between). Returns
+        whether they were applied.
+        """
+        with self.lock:
+            if not records or records[0].seq != self.seq + 1:
+                return False
+            if self.until_seq is not None and records[-1].seq > self.until_seq:
+                return False
+            if self.journal.manifest.horizon_seq != self.horizon_seq:
+                return False
+            for rec in records:
+                self._apply(rec)
+            self._note_applied(len(records))
+            return True
+
+    def _apply(self, rec: Record) -> None:
+        j = self.journal
+        try:
+            event = upcast(rec.event_type, j.decode(rec))
+        except CorruptPayload as exc:
+            raise JournalError(f"seq {rec.seq}: {exc}") from exc
+        event["_raw"] = stored_raw_size(rec, event)
+        try:
+            for p in self.projections:
+                p.apply(rec, event)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptJournal(
+                j.segment_path(rec.segment),
+                rec.offset,
+                f"seq {rec.seq}: malformed event payload ({exc!r})",
+            ) from exc
+        self.seq = rec.seq
+        self.ts_ns = rec.ts_ns
+
+    def _note_applied(self, n: int) -> None:
+        self._since_persist += n
+        if self.snap_dir is not None and self._since_persist >= self.persist_every:
+            self.persist()
 
     # -- snapshots -----------------------------------------------------------------------
 
