@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from journal import EventType, Journal, SessionState, SessionStore
-from journal._codec import unpack_bounded
+from journal._events import unpack_blob
 from journal._model import messages_from_wire
 from tests._store_worker import conversation, key_of, metadata, uid
 from tests.conftest import PYTHON, ROOT, child_env
@@ -215,7 +215,7 @@ def assert_no_delta_on_a_stale_base(root: Path, ops: Log) -> int:
             ev = j.decode(rec)
             keys = keys_at[rec.seq]
             assert ev["n"] == len(keys)
-            new = [key_of(m) for m in messages_from_wire(unpack_bounded(ev["msgs"]))]
+            new = [key_of(m) for m in messages_from_wire(unpack_blob(ev["msgs"], "messages"))]
             if ev["base"]:
                 deltas += 1
                 prev = last.get(rec.session)
