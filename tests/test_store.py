@@ -811,9 +811,26 @@ def test_a_readonly_store_changes_nothing_on_disk(root: Path, snaps: str) -> Non
             lambda: r.touch(sid),
             lambda: r.cleanup_old_sessions(max_count=0),
             lambda: r.create_checkpoint(sid, uuid4(), conv, st_),
+            # Regression: compaction wrote its new segment file before failing.
+            lambda: r.compact(retain=timedelta(0)),
+            lambda: r.purge(sid),
         ):
             with pytest.raises(ReadOnlyJournal):
                 write()
+    assert disk_state(root) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the COMPACT lock file is opened with O_CREAT even by a read-only journal "
+    "(Journal.rewrite_lock), so a dry run creates it when it is missing",
+)
+def test_a_readonly_compaction_dry_run_creates_no_lock_file(root: Path) -> None:
+    populate(root)
+    (root / "COMPACT").unlink()
+    before = disk_state(root)
+    with SessionStore.open(root, readonly=True) as r:
+        assert r.compact(retain=timedelta(0), dry_run=True).dry_run
     assert disk_state(root) == before
 
 
