@@ -596,6 +596,11 @@ class Journal:
         ``wait=False`` it may not be).
         """
         path = os.path.join(self.root, "COMPACT")
+        if self.readonly:
+            # A read-only journal writes nothing, not even a lock file; it
+            # never removes or rewrites segments either, so it needs no lock.
+            yield True
+            return
         fd = self._fs.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:

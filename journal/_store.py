@@ -8,8 +8,9 @@ agent B sees agent A's save on its next ``list_sessions()``.
 Saves are deltas when the new message list extends the one the log holds for
 the session: the event carries only the new messages (``base`` = how many came
 before). A full save is written again when the deltas since the last full one
-outweigh it or the chain reaches ``max_chain`` records, so loading reads a
-bounded number of records and saving turn N costs O(new messages).
+reach ``full_ratio`` times its size or the chain reaches ``max_chain``
+records, so loading reads a bounded number of records and saving turn N costs
+O(new messages): the full saves add at most 1/``full_ratio`` to the bytes.
 """
 
 from __future__ import annotations
@@ -503,10 +504,13 @@ class SessionStore(_Queries):
     processes may open the same directory at once.
     """
 
-    def __init__(self, journal: Journal, *, max_chain: int, snapshots: bool) -> None:
+    def __init__(
+        self, journal: Journal, *, max_chain: int, full_ratio: float, snapshots: bool
+    ) -> None:
         snap_dir = os.path.join(journal.root, "projections") if snapshots else None
         self._init_projections(journal, None, snap_dir)
         self.max_chain = max_chain
+        self.full_ratio = full_ratio
         # Per-session save locks, re-entrant: ``_append`` takes them again.
         self._locks = [threading.RLock() for _ in range(_STRIPES)]
         self._bases: OrderedDict[bytes, _Base] = OrderedDict()
@@ -520,6 +524,7 @@ class SessionStore(_Queries):
         *,
         readonly: bool = False,
         max_chain: int = 64,
+        full_ratio: float = 4.0,
         snapshots: bool = True,
         **journal_options: Any,
     ) -> SessionStore:
@@ -527,14 +532,22 @@ class SessionStore(_Queries):
 
         Options of :meth:`journal.Journal.open` (``durability``,
         ``segment_size``, ...) pass through. ``readonly=True`` never writes
-        anything. ``max_chain`` bounds how many records a load reads.
+        anything. ``max_chain`` bounds how many records a load reads;
+        a full save is written again once the deltas after the last one reach
+        ``full_ratio`` times its size.
         """
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
             raise InvalidArgument(f"max_chain must be a positive int, got {max_chain!r}")
+        if isinstance(full_ratio, bool) or not isinstance(full_ratio, int | float) or not (
+            0 < full_ratio < float("inf")
+        ):
+            raise InvalidArgument(f"full_ratio must be a positive number, got {full_ratio!r}")
         journal = Journal.open(root, readonly=readonly, **journal_options)
         try:
-            store = cls(journal, max_chain=max_chain, snapshots=snapshots)
+            store = cls(
+                journal, max_chain=max_chain, full_ratio=full_ratio, snapshots=snapshots
+            )
             store._runner.restore()
             store._runner.catch_up()
         except BaseException:
@@ -667,7 +680,7 @@ class SessionStore(_Queries):
                 head = chain.head if chain else 0
                 full_due = (
                     chain is None
-                    or chain.delta_bytes >= chain.full_bytes
+                    or chain.delta_bytes >= self.full_ratio * chain.full_bytes
                     or len(chain.seqs) >= self.max_chain
                 )
             entry: Entry | None = None
