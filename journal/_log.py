@@ -28,6 +28,7 @@ import fcntl
 import os
 import threading
 import time
+import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -36,8 +37,9 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import attrs
+import msgpack
 
-from journal._codec import Codec
+from journal._codec import Codec, unpack_bounded
 from journal._errors import (
     CorruptJournal,
     InvalidArgument,
@@ -76,6 +78,8 @@ Durability = Literal["fsync", "flush", "none"]
 _DURABILITIES = ("fsync", "flush", "none")
 _MAX_MANIFEST_FILE = 64 << 20
 _QUARANTINE = "quarantine"
+_TAIL_MAGIC = b"AGCT"
+_MAX_TAIL = 16 << 20
 
 
 @attrs.frozen
@@ -319,7 +323,47 @@ class Journal:
                 self._cv.wait()
             self._closed = True
         with self._mutex:
+            if not self.readonly and self._poisoned is None and self._segs:
+                self._save_tail_hint()
             self._release_fds()
+
+    # -- the tail hint: open without scanning the whole active segment ---------------------
+
+    def _save_tail_hint(self) -> None:
+        """Write ``TAIL``: where the active segment's data ended, and its sparse index.
+
+        Only a hint: it is checked against the segment on open (the record it
+        names must be there, whole, with the same seq and time) and ignored
+        otherwise, so it is written without fsync and a failure is harmless.
+        """
+        seg = self._segs[-1]
+        if not seg.count or self._manifest is None or self._manifest.segments[-1].sealed:
+            return
+        hint = {
+            "jid": self.journal_id,
+            "name": os.path.basename(seg.path),
+            "state": seg.tail_state(),
+        }
+        body: bytes = msgpack.packb(hint, use_bin_type=True)
+        data = _TAIL_MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
+        with contextlib.suppress(OSError):
+            self._fs.write_file_atomic(os.path.join(self.root, "TAIL"), data, sync=False)
+
+    def _adopt_tail_hint(self, seg: Segment, journal_id: bytes) -> None:
+        try:
+            data = self._fs.read_file(os.path.join(self.root, "TAIL"), _MAX_TAIL)
+        except OSError:
+            return
+        body = data[8:]
+        if data[:4] != _TAIL_MAGIC or int.from_bytes(data[4:8], "little") != zlib.crc32(body):
+            return
+        try:
+            hint = unpack_bounded(body)
+            if hint["jid"] != journal_id or hint["name"] != os.path.basename(seg.path):
+                return
+            seg.adopt_tail_state(hint["state"], self.max_record_size)
+        except (JournalError, KeyError, TypeError, ValueError, IndexError):
+            return
 
     def _release_fds(self) -> None:
         for s in self._segs:
@@ -501,6 +545,7 @@ class Journal:
                 seg = Segment(fs, path, info.base_seq, writable=active and not self.readonly)
                 if active:
                     seg.read_header(m.journal_id)
+                    self._adopt_tail_hint(seg, m.journal_id)
             if info.sealed:
                 size = seg.file_size()
                 if size != info.length:

@@ -15,6 +15,7 @@ import weakref
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -220,6 +221,53 @@ class Segment:
         self.last_seq = seq
         self.last_ts = ts
         self.scanned_to = offset + 8 + body_len
+
+    def tail_state(self) -> list[object]:
+        """What :meth:`adopt_tail_state` needs to skip re-scanning this segment."""
+        return [
+            self.scanned_to, self.last_seq, self.last_ts, self.first_seq, self.first_ts,
+            self.count, self._last_indexed_off, self.idx_seq.tobytes(), self.idx_ts.tobytes(),
+            self.idx_off.tobytes(),
+        ]
+
+    def adopt_tail_state(self, state: Any, max_record_size: int) -> None:
+        """Take a saved scan position, if the segment still ends with that record.
+
+        The last record the state names must be there, whole and checksummed,
+        with the same seq and time; anything after it is scanned as usual.
+        Raises ``ValueError`` (and changes nothing) otherwise.
+        """
+        end, last_seq, last_ts, first_seq, first_ts, count, last_idx, s, t, o = state
+        for v in (end, last_seq, last_ts, first_seq, first_ts, count, last_idx):
+            if type(v) is not int:
+                raise ValueError("bad tail state")
+        for v in (s, t, o):
+            if type(v) is not bytes or len(v) % 8:
+                raise ValueError("bad tail index")
+        idx_seq, idx_ts, idx_off = array("q"), array("q"), array("q")
+        idx_seq.frombytes(s)
+        idx_ts.frombytes(t)
+        idx_off.frombytes(o)
+        if not (len(idx_seq) == len(idx_ts) == len(idx_off) >= 1) or idx_off[0] != HEADER_SIZE:
+            raise ValueError("bad tail index")
+        # Find the last record by reading from the last index entry up to ``end``.
+        stop: list[ScanStop] = []
+        last: Frame | None = None
+        for fr, _ in self.frames(
+            idx_off[-1], end, max_record_size, idx_seq[-1] - 1, idx_ts[-1], stop
+        ):
+            last = fr
+        if (
+            last is None
+            or stop[0].kind != ScanStop.END
+            or last[0] + 8 + last[1] != end
+            or (last[2], last[3]) != (last_seq, last_ts)
+        ):
+            raise ValueError("the segment does not end where the tail hint says")
+        self.idx_seq, self.idx_ts, self.idx_off = idx_seq, idx_ts, idx_off
+        self.scanned_to, self.last_seq, self.last_ts = end, last_seq, last_ts
+        self.first_seq, self.first_ts, self.count = first_seq, first_ts, count
+        self._last_indexed_off = last_idx
 
     def scan_forward(self, limit: int | None, max_record_size: int) -> ScanStop:
         """Index every whole record after ``scanned_to``; return why it stopped."""

@@ -587,3 +587,57 @@ def test_copied_records_keep_their_seq_time_type_session_and_bytes(tmp_path: Pat
         assert b.append(1, "next") == src[-1].seq + 1
     key = [(r.seq, r.ts_ns, r.event_type, r.session, r.codec, r.payload) for r in src]
     assert [(r.seq, r.ts_ns, r.event_type, r.session, r.codec, r.payload) for r in got] == key
+
+
+# -- the tail hint: reopening does not rescan the active segment ---------------------------
+
+
+def test_reopening_reads_only_the_tail_when_the_tail_hint_matches(root: Path) -> None:
+    class CountingFS(FileSystem):
+        read_bytes = 0
+
+        def pread(self, fd: int, size: int, offset: int) -> bytes:
+            data = super().pread(fd, size, offset)
+            CountingFS.read_bytes += len(data)
+            return data
+
+    with Journal.open(root) as j:
+        j.append_many([Entry(1, os.urandom(300)) for _ in range(5000)])
+        size = j.statistics().bytes
+    assert (root / "TAIL").exists()
+    CountingFS.read_bytes = 0
+    with Journal.open(root, fs=CountingFS()) as j:
+        assert j.last_seq == 5000
+        assert j.decode(j.read(1234)) == j.decode(j.read(1234))
+    assert CountingFS.read_bytes < size / 10
+
+
+@pytest.mark.parametrize("damage", ["stale", "garbage", "foreign", "truncated-segment"])
+def test_a_stale_or_damaged_tail_hint_is_ignored(root: Path, damage: str) -> None:
+    with Journal.open(root, preallocate=0) as j:
+        j.append_many([Entry(1, i) for i in range(100)])
+    old_hint = (root / "TAIL").read_bytes()
+    with Journal.open(root, preallocate=0) as j:
+        for i in range(100, 150):
+            j.append(1, i)
+    if damage == "stale":
+        (root / "TAIL").write_bytes(old_hint)
+        expected = list(range(150))
+    elif damage == "garbage":
+        (root / "TAIL").write_bytes(b"AGCT" + os.urandom(200))
+        expected = list(range(150))
+    elif damage == "foreign":
+        with Journal.open(root.parent / "other") as other:
+            other.append_many([Entry(1, i) for i in range(150)])
+        (root / "TAIL").write_bytes((root.parent / "other" / "TAIL").read_bytes())
+        expected = list(range(150))
+    else:
+        seg = segment_files(root)[0]
+        hint = (root / "TAIL").read_bytes()
+        data = seg.read_bytes()
+        seg.write_bytes(data[: len(data) - 20])  # the hinted last record is torn
+        (root / "TAIL").write_bytes(hint)
+        expected = list(range(149))
+    with Journal.open(root) as j:
+        assert payloads(j) == expected
+        assert j.append(1, "next") == len(expected) + 1
