@@ -64,17 +64,13 @@ class Chain:
 
     @classmethod
     def from_state(cls, s: list[Any]) -> Chain:
-        c = cls()
-        c.seqs, c.messages, c.full_bytes, c.delta_bytes, c.stored, c.raw = (
-            list(s[0]),
-            s[1],
-            s[2],
-            s[3],
-            s[4],
-            s[5],
-        )
-        c.checkpoints = {bytes(k): list(v) for k, v in s[6].items()}
-        c.born = s[7]
+        # Runs once per session on every open: no __init__, no copies (msgpack
+        # already gave fresh lists, bytes keys and lists of checkpoint fields).
+        c = cls.__new__(cls)
+        c.seqs, c.messages, c.full_bytes, c.delta_bytes, c.stored, c.raw, c.checkpoints, c.born = s
+        c.changes = 0
+        if type(c.seqs) is not list or type(c.checkpoints) is not dict:
+            raise TypeError("malformed chain state")
         return c
 
 
@@ -135,4 +131,7 @@ class SessionContents:
         return {k: c.to_state() for k, c in self.chains.items()}
 
     def load_state(self, state: Any) -> None:
-        self.chains = {bytes(k): Chain.from_state(v) for k, v in state.items()}
+        from_state = Chain.from_state
+        self.chains = {k: from_state(v) for k, v in state.items()}
+        if any(type(k) is not bytes for k in self.chains):
+            raise TypeError("malformed contents state")

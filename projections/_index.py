@@ -69,6 +69,12 @@ class SessionIndex:
         return {"s": self.sessions, "i": self.imports}
 
     def load_state(self, state: Any) -> None:
-        self.sessions = {bytes(k): dict(v) for k, v in state["s"].items()}
-        self.imports = dict(state["i"])
+        # msgpack gave fresh dicts with bytes keys: taken as they are, checked.
+        sessions, imports = state["s"], state["i"]
+        if type(sessions) is not dict or type(imports) is not dict:
+            raise TypeError("malformed index state")
+        if any(type(k) is not bytes or type(v) is not dict for k, v in sessions.items()):
+            raise TypeError("malformed index state")
+        self.sessions = sessions
+        self.imports = imports
         self.changes += 1

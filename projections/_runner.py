@@ -11,6 +11,7 @@ damaged snap costs time, never correctness.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import struct
 import threading
@@ -147,6 +148,17 @@ class ProjectionRunner:
         """Restore every projection from its snap, or none; True if restored."""
         if self.snap_dir is None:
             return False
+        # Restoring allocates a few containers per session, all long-lived:
+        # the cyclic GC would walk them again and again meanwhile.
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            return self._restore()
+        finally:
+            if gc_was:
+                gc.enable()
+
+    def _restore(self) -> bool:
         with self.lock:
             loaded: list[tuple[Projection, Any]] = []
             seq_ts: set[tuple[int, int]] = set()
