@@ -41,7 +41,7 @@ from journal import (
     SessionStore,
 )
 from tests import strategies as ms
-from tests._store_worker import Oracle, assert_listing_matches
+from tests._store_worker import Oracle, assert_listing_matches, message
 
 # Last-accessed times are whole days plus half a day before this moment, and
 # cleanup ages are whole days >= 1: no session is ever near the cutoff, and a
@@ -51,9 +51,22 @@ TAG_NAMES = ["red", "green", "Blue", "re", "x"]
 TITLES = st.text(alphabet="abcAB -", max_size=8)
 TAG_LISTS = st.lists(st.sampled_from(TAG_NAMES), max_size=3)
 QUERIES = st.sampled_from(["", "a", "B", "re", "blue", "green", "zz", " "])
-MESSAGES = st.lists(ms.message_snapshot(), max_size=3)
-SOME_MESSAGES = st.lists(ms.message_snapshot(), min_size=1, max_size=3)
+# Plain messages are cheap to draw; every item shape (unknown ones too) comes in as well.
+MESSAGE = st.one_of(
+    st.builds(message, st.text(max_size=12), st.integers(0, 1000)),
+    ms.message_snapshot(),
+)
+MESSAGES = st.lists(MESSAGE, max_size=3)
+SOME_MESSAGES = st.lists(MESSAGE, min_size=1, max_size=3)
 SNAP_MODES = st.sampled_from(["keep", "delete", "corrupt", "stale"])
+# Strategies are built once: building one per draw costs more than the store does.
+DATETIMES = ms.aware_datetimes()
+MODES = ms.operating_mode()
+CONTEXTS = ms.conversation_context()
+STATES = ms.session_state()
+MODE_HISTORIES = st.lists(st.tuples(MODES, DATETIMES), max_size=2)
+CONVERSATIONS = ms.conversation_snapshot(max_messages=3)
+CHECKPOINT_METAS = st.lists(ms.checkpoint_metadata(), max_size=1)
 
 
 def past(days: int) -> datetime:
@@ -66,19 +79,19 @@ def session_metadata(draw: st.DrawFn, sid: UUID) -> SessionMetadata:
     return SessionMetadata(
         id=sid,
         title=draw(TITLES),
-        created_at=draw(ms.aware_datetimes()),
-        updated_at=draw(ms.aware_datetimes()),
+        created_at=draw(DATETIMES),
+        updated_at=draw(DATETIMES),
         last_accessed=past(draw(st.integers(0, 30))),
         message_count=draw(st.sampled_from([0, 0, 7])),
         turn_count=draw(st.integers(0, 50)),
-        current_mode=draw(ms.operating_mode()),
+        current_mode=draw(MODES),
         model=draw(st.sampled_from(["", "gpt-5", "o3"])),
         tags=draw(TAG_LISTS),
         is_favorite=draw(st.booleans()),
         file_size=draw(st.sampled_from([0, 123456])),
         compression_ratio=draw(st.sampled_from([1.0, 9.5])),
         format_version=draw(st.sampled_from([2, 3])),
-        checkpoints=draw(st.lists(ms.checkpoint_metadata(), max_size=1)),
+        checkpoints=draw(CHECKPOINT_METAS),
     )
 
 
@@ -166,10 +179,10 @@ class SessionStoreMachine(RuleBasedStateMachine):
         conv = ConversationSnapshot(
             uuid4(),
             data.draw(SOME_MESSAGES),
-            data.draw(ms.conversation_context()),
-            data.draw(st.lists(st.tuples(ms.operating_mode(), ms.aware_datetimes()), max_size=2)),
+            data.draw(CONTEXTS),
+            data.draw(MODE_HISTORIES),
         )
-        self.save(sid, data.draw(session_metadata(sid)), conv, data.draw(ms.session_state()))
+        self.save(sid, data.draw(session_metadata(sid)), conv, data.draw(STATES))
         return sid
 
     @rule(sid=sessions, data=st.data())
@@ -182,13 +195,13 @@ class SessionStoreMachine(RuleBasedStateMachine):
             new: list[MessageSnapshot] = data.draw(MESSAGES)
             conv = attrs.evolve(cur.conversation, messages=(*cur.conversation.messages, *new))
             if data.draw(st.booleans()):
-                conv = attrs.evolve(conv, context=data.draw(ms.conversation_context()))
+                conv = attrs.evolve(conv, context=data.draw(CONTEXTS))
             if data.draw(st.booleans()):
                 conv = attrs.evolve(
                     conv,
-                    mode_history=(*conv.mode_history, (data.draw(ms.operating_mode()), NOW)),
+                    mode_history=(*conv.mode_history, (data.draw(MODES), NOW)),
                 )
-            state = data.draw(ms.session_state()) if data.draw(st.booleans()) else cur.state
+            state = data.draw(STATES) if data.draw(st.booleans()) else cur.state
             meta = attrs.evolve(
                 cur.meta,
                 title=data.draw(st.sampled_from([cur.meta.title, "renamed by save"])),
@@ -209,7 +222,7 @@ class SessionStoreMachine(RuleBasedStateMachine):
         else:  # same messages, another conversation: not a delta either
             conv = attrs.evolve(old, id=uuid4())
         meta = cur.meta if cur else data.draw(session_metadata(sid))
-        self.save(sid, meta, conv, data.draw(ms.session_state()))
+        self.save(sid, meta, conv, data.draw(STATES))
 
     @rule(sid=sessions)
     def delete_session(self, sid: UUID) -> None:
@@ -271,9 +284,9 @@ class SessionStoreMachine(RuleBasedStateMachine):
         conv = (
             cur.conversation
             if cur is not None and data.draw(st.booleans())
-            else data.draw(ms.conversation_snapshot(max_messages=3))
+            else data.draw(CONVERSATIONS)
         )
-        state = data.draw(ms.session_state())
+        state = data.draw(STATES)
         name = data.draw(st.sampled_from(["", "before refactor"]))
         description = data.draw(st.none() | st.just("why"))
         if cur is None:
