@@ -820,11 +820,6 @@ def test_a_readonly_store_changes_nothing_on_disk(root: Path, snaps: str) -> Non
     assert disk_state(root) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the COMPACT lock file is opened with O_CREAT even by a read-only journal "
-    "(Journal.rewrite_lock), so a dry run creates it when it is missing",
-)
 def test_a_readonly_compaction_dry_run_creates_no_lock_file(root: Path) -> None:
     populate(root)
     (root / "COMPACT").unlink()
