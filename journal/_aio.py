@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import anyio.to_thread
 
+from journal._compact import CompactionReport, PurgeReport
+from journal._import import ImportReport
 from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
@@ -162,6 +164,26 @@ class AsyncSessionStore(AsyncPointInTimeView):
 
     async def delete_checkpoint(self, session_id: UUID | str, checkpoint_id: UUID | str) -> None:
         await _run(self.sync.delete_checkpoint, session_id, checkpoint_id)
+
+    async def compact(
+        self, retain: timedelta = timedelta(days=7), *, dry_run: bool = False
+    ) -> CompactionReport:
+        return await _run(self.sync.compact, retain, dry_run=dry_run)
+
+    async def purge(self, session_id: UUID | str, *, actor: str | None = None) -> PurgeReport:
+        return await _run(self.sync.purge, session_id, actor=actor)
+
+    async def import_legacy(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        return await _run(self.sync.import_legacy, path, dry_run=dry_run, progress=progress)
+
+    async def resolve_point(self, when: datetime | int) -> int:
+        return await _run(self.sync.resolve_point, when)
 
     async def at(self, when: datetime | int) -> AsyncPointInTimeView:
         return AsyncPointInTimeView(await _run(self.sync.at, when))

@@ -114,15 +114,8 @@ def public(cls: type) -> set[str]:
 
 def test_the_async_faces_offer_every_query_of_the_sync_ones() -> None:
     assert public(PointInTimeView) <= public(AsyncPointInTimeView)
-    # Not async (yet): maintenance and plumbing, reachable through ``.sync``.
-    assert public(SessionStore) - public(AsyncSessionStore) == {
-        "compact",
-        "import_legacy",
-        "journal",
-        "purge",
-        "resolve_point",
-        "root",
-    }
+    # Plumbing, not I/O: reachable through ``.sync``.
+    assert public(SessionStore) - public(AsyncSessionStore) == {"journal", "root"}
 
 
 async def test_errors_reach_the_awaiting_task_typed_and_nothing_is_written(
@@ -368,3 +361,12 @@ async def test_a_cancelled_save_is_written_whole_or_not_at_all(root: Path) -> No
         assert time.monotonic() - started >= 0.15
         assert (await s.load_session(sid))[1:] == (conv, state(5))
         assert (await s.get_metadata(sid)).message_count == 2
+
+
+async def test_maintenance_runs_through_the_async_face(store: AsyncSessionStore) -> None:
+    sid = uuid4()
+    await store.save_session(sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), state())
+    assert (await store.compact(timedelta(0), dry_run=True)).dry_run
+    assert await store.resolve_point(1) == 1
+    report = await store.purge(sid, actor="test")
+    assert report.records_removed >= 1 and not await store.session_exists(sid)
