@@ -210,7 +210,7 @@ class Journal:
         compression_level: int = 3,
         readonly: bool = False,
         lock_timeout: float = 10.0,
-        preallocate: int = 1 << 20,
+        preallocate: int = 256 << 10,
         fs: FileSystem | None = None,
     ) -> Journal:
         """Open (creating unless ``readonly``) the journal in directory ``path``.
@@ -324,8 +324,33 @@ class Journal:
             self._closed = True
         with self._mutex:
             if not self.readonly and self._poisoned is None and self._segs:
+                with contextlib.suppress(OSError, JournalError):
+                    self._trim_preallocation()
                 self._save_tail_hint()
             self._release_fds()
+
+    def _trim_preallocation(self) -> None:
+        """Give back the zeros preallocated past the active segment's data.
+
+        Only if the commit lock is free right now (close never waits for it):
+        under it no one is writing, so the data really ends where we scanned.
+        """
+        fd = self._lock_fd
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        try:
+            self._catch_up(writer=True)
+            assert self._manifest is not None
+            seg = self._segs[-1]
+            if not self._manifest.segments[-1].sealed and seg.file_size() > seg.scanned_to:
+                self._fs.ftruncate(seg.fd, seg.scanned_to)
+                seg.alloc_end = seg.scanned_to
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     # -- the tail hint: open without scanning the whole active segment ---------------------
 
