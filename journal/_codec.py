@@ -58,13 +58,13 @@ class Codec:
             d = self._local.d = zstandard.ZstdDecompressor()
         return d
 
-    def encode(self, payload: Any) -> tuple[int, bytes]:
+    def encode(self, payload: Any, *, compress: bool = True) -> tuple[int, bytes]:
         """Return ``(codec, bytes)`` for a msgpack-able payload."""
         try:
             raw: bytes = msgpack.packb(payload, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidArgument(f"payload cannot be encoded as msgpack: {exc}") from exc
-        if len(raw) < self.min_compress:
+        if not compress or len(raw) < self.min_compress:
             return RAW, raw
         packed: bytes = self._cctx().compress(raw)
         # Compression must pay for the decompression every reader will do: a

@@ -177,7 +177,7 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                     meta_wire, base.conversation_id, base.messages, base.context,
                     base.mode_history, base.state,
                 )
-                c, data = codec.encode(payload)
+                c, data = codec.encode(payload, compress=False)
                 kept[first.seq] = Record(
                     first.seq, first.ts_ns, EventType.SESSION_SAVED, sid, c, data, 0, 0
                 )

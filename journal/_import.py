@@ -99,11 +99,8 @@ from journal._model import (
     SessionMetadata,
     SessionState,
     checkpoint_meta_to_wire,
-    context_to_wire,
     conversation_to_wire,
-    messages_to_wire,
     metadata_to_wire,
-    mode_history_to_wire,
     state_to_wire,
 )
 
@@ -231,23 +228,20 @@ def session_saved_entry(
     actor: str | None = IMPORT_ACTOR,
 ) -> Entry:
     """A full ``SessionSaved`` of ``metadata.id``, the metadata kept as given."""
+    from journal._store import full_save_payload
+
     meta_wire = metadata_to_wire(metadata)
     meta_wire.pop("ck", None)  # checkpoints are the store's, from checkpoint events
-    messages = conversation.messages
-    payload: dict[str, Any] = {
-        "v": 1,
-        "meta": meta_wire,
-        "cid": conversation.id.bytes,
-        "base": 0,
-        "n": len(messages),
-        "msgs": pack_blob(messages_to_wire(messages)),
-        "cx": context_to_wire(conversation.context),
-        "mh": mode_history_to_wire(conversation.mode_history),
-        "st": state_to_wire(state),
-    }
-    if actor:
-        payload["actor"] = actor
-    return Entry(EventType.SESSION_SAVED, payload, metadata.id)
+    payload = full_save_payload(
+        meta_wire,
+        conversation.id,
+        conversation.messages,
+        conversation.context,
+        conversation.mode_history,
+        state,
+        actor,
+    )
+    return Entry(EventType.SESSION_SAVED, payload, metadata.id, compress=False)
 
 
 def checkpoint_created_entry(
@@ -263,7 +257,7 @@ def checkpoint_created_entry(
         "conv": pack_blob(conversation_to_wire(conversation)),
         "st": state_to_wire(state),
     }
-    return Entry(EventType.CHECKPOINT_CREATED, payload, session_id)
+    return Entry(EventType.CHECKPOINT_CREATED, payload, session_id, compress=False)
 
 
 def legacy_imported_entry(session_id: UUID, path: str, sha256: str, kind: str) -> Entry:

@@ -84,11 +84,16 @@ _MAX_TAIL = 16 << 20
 
 @attrs.frozen
 class Entry:
-    """One event to append: its type, its msgpack-able payload, its session."""
+    """One event to append: its type, its msgpack-able payload, its session.
+
+    ``compress=False`` stores the payload raw: for payloads whose bulk is a
+    blob compressed on its own, where a second pass would only cost time.
+    """
 
     event_type: int
     payload: Any
     session_id: UUID | None = None
+    compress: bool = True
 
 
 @attrs.frozen
@@ -856,7 +861,7 @@ class Journal:
             session = e.session_id.bytes
         else:
             raise InvalidArgument(f"session_id must be a UUID, got {type(e.session_id).__name__}")
-        codec, data = self._codec.encode(e.payload)
+        codec, data = self._codec.encode(e.payload, compress=e.compress)
         size = RECORD_OVERHEAD - 8 + len(data)
         if size > self.max_record_size:
             raise RecordTooLarge(

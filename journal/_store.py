@@ -671,7 +671,7 @@ class SessionStore(_Queries):
                 state,
                 actor,
             )
-            return Entry(EventType.SESSION_SAVED, payload, sid)
+            return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):
             self._sync()
@@ -752,7 +752,7 @@ class SessionStore(_Queries):
             payload["st"] = state_to_wire(state)
         if actor:
             payload["actor"] = actor
-        return Entry(EventType.SESSION_SAVED, payload, sid)
+        return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
     def _base(self, sid: UUID, head: int) -> _Base | None:
         """What the log holds for the session at ``head`` (cached, else read back)."""
@@ -922,7 +922,7 @@ class SessionStore(_Queries):
             "conv": _blob(conversation_to_wire(conversation), "conversation"),
             "st": state_to_wire(state),
         }
-        self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid), *extra])
+        self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
 
     def delete_checkpoint(self, session_id: UUID | str, checkpoint_id: UUID | str) -> None:
         """Delete one checkpoint of a session."""
