@@ -292,7 +292,8 @@ class CrashState:
 
     ``prefix`` operations of the recording had been carried out; ``acked`` are
     the tokens acknowledged before that; ``files`` maps relative paths to their
-    bytes and ``dirs`` lists the directories; ``label`` says which choices made it.
+    bytes and ``dirs`` lists the directories; ``label`` says which choices made it;
+    ``sampled`` that its prefix had more combinations than the cap (some not built).
     """
 
     prefix: int
@@ -300,6 +301,7 @@ class CrashState:
     files: dict[str, bytes]
     dirs: tuple[str, ...]
     label: str
+    sampled: bool = False
 
     def digest(self) -> bytes:
         """A hash of the disk contents and of what was acknowledged."""
@@ -367,17 +369,30 @@ def _apply_entry(entries: dict[str, Node], op: Op) -> None:
         entries[op.dst] = entries.pop(op.name)
 
 
-def _choices(sizes: list[int], cap: int, rng: random.Random) -> list[tuple[int, ...]]:
-    """Index tuples over options of the given sizes: all, or ``cap`` of them.
-
-    When sampling, the all-first and all-last tuples are always kept.
-    """
+def _total(sizes: list[int]) -> int:
     total = 1
     for s in sizes:
         total *= s
+    return total
+
+
+def _choices(sizes: list[int], cap: int, rng: random.Random) -> list[tuple[int, ...]]:
+    """Index tuples over options of the given sizes: all of them, up to ``cap``.
+
+    Over ``cap``, every option of each dimension still appears, with every other
+    dimension at its first option and at its last (synced / everything kept),
+    and random combinations fill up to ``cap``.
+    """
+    total = _total(sizes)
     if total <= cap:
         return list(itertools.product(*(range(s) for s in sizes)))
-    picked = {tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)}
+    first = [0] * len(sizes)
+    last = [s - 1 for s in sizes]
+    picked = set()
+    for i, size in enumerate(sizes):
+        for option in range(size):
+            for base in (first, last):
+                picked.add((*base[:i], option, *base[i + 1 :]))
     while len(picked) < cap:
         picked.add(tuple(rng.randrange(s) for s in sizes))
     return sorted(picked)
@@ -494,6 +509,7 @@ def crash_states(
             continue
         pend_dirs = sorted(model.dir_pending)
         dir_sizes = [len(model.dir_pending[d]) + 1 for d in pend_dirs]
+        sampled = _total(dir_sizes) > cap
         for dir_choice in _choices(dir_sizes, cap, rng):
             applied = dict(zip(pend_dirs, dir_choice, strict=True))
             files, dirs = model.tree(applied)
@@ -502,13 +518,15 @@ def crash_states(
             )
             options = [model.contents(ino, exhaustive) for _, ino in varying]
             fixed = {path: model.data_dur[ino] for path, ino in files.items()}
-            for data_choice in _choices([len(o) for o in options], cap, rng):
+            sizes = [len(o) for o in options]
+            capped = sampled or _total(sizes) > cap
+            for data_choice in _choices(sizes, cap, rng):
                 content = dict(fixed)
                 labels = [f"dirs {applied}"] if applied else []
                 for (path, _), opts, c in zip(varying, options, data_choice, strict=True):
                     content[path] = opts[c][0]
                     labels.append(f"{path}: {opts[c][1]}")
-                yield CrashState(k, acked, content, tuple(dirs), "; ".join(labels))
+                yield CrashState(k, acked, content, tuple(dirs), "; ".join(labels), capped)
         if k < len(rec.ops):
             model.apply(rec.ops[k])
 
@@ -534,6 +552,7 @@ class CrashReport:
     acks: int = 0
     generated: int = 0
     checked: int = 0  # distinct states (disk contents + acknowledged set)
+    sampled_prefixes: int = 0  # prefixes with more combinations than the cap
 
     def as_dict(self) -> dict[str, int]:
         return attrs.asdict(self)
@@ -565,9 +584,13 @@ def enumerate_crash_states(
     rec = fs.recording
     report = CrashReport(ops=len(rec.ops), acks=len(rec.acks))
     seen: set[bytes] = set()
+    sampled: set[int] = set()
     states = scratch / "states"
     for state in crash_states(rec, exhaustive=exhaustive, power_loss=power_loss, cap=cap):
         report.generated += 1
+        if state.sampled and state.prefix not in sampled:
+            sampled.add(state.prefix)
+            report.sampled_prefixes += 1
         key = state.digest()
         if key in seen:
             continue

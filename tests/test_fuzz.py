@@ -15,6 +15,7 @@ import functools
 import os
 import random
 import shutil
+import stat
 import struct
 import tempfile
 import tracemalloc
@@ -789,3 +790,42 @@ def test_a_lost_manifest_is_reported_and_never_replaced_by_a_new_journal(
     with pytest.raises(JournalError):
         Journal.open(root, readonly=True)
     assert {p.name: p.read_bytes() for p in (root / "segments").iterdir()} == before
+
+
+# -- security basics ------------------------------------------------------------------------
+
+
+def test_every_file_and_directory_is_private_even_under_a_permissive_umask(
+    tmp_path: Path,
+) -> None:
+    """0700 directories and 0600 files, whatever the umask: segments, manifest, lock,
+    quarantined tails (made by cutting a torn tail), temp files."""
+    root = tmp_path / "new" / "j"  # the missing parents are created too
+    old = os.umask(0)
+    try:
+        with Journal.open(root, segment_size=SEG) as j:
+            j.append_many([Entry(1, os.urandom(300)) for _ in range(30)])
+            active = j._segs[-1]
+            path, end = active.path, active.scanned_to
+        with open(path, "r+b") as f:  # a torn record for the next writer to cut
+            f.seek(end)
+            f.write(b"\x40\x00\x00\x00garbage")
+        with Journal.open(root, segment_size=SEG) as j:
+            j.append(1, "after the cut")
+    finally:
+        os.umask(old)
+    assert list((root / "quarantine").iterdir())
+    for p in [tmp_path / "new", root, *root.rglob("*")]:
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        assert not p.is_symlink()
+        assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+
+
+def test_a_symlinked_manifest_is_not_followed_by_a_reader_either(tmp_path: Path) -> None:
+    root = tmp_path / "j"
+    write_journal(root, template())
+    (tmp_path / "elsewhere").write_bytes(template()["MANIFEST"])
+    (root / "MANIFEST").unlink()
+    (root / "MANIFEST").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(JournalError, match="MANIFEST"):
+        Journal.open(root, readonly=True)
