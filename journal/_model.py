@@ -906,8 +906,92 @@ def item_to_json(item: ResponseItem) -> dict[str, Any]:
 # save and load. Decoders index required keys directly and let the public
 # entry points turn any KeyError/TypeError/ValueError (InvalidArgument
 # included) into CorruptPayload.
+#
+# Decoding builds each value through a fast constructor (``_new_*`` below)
+# that skips the attrs validators and converters, but only once inline
+# ``type(x) is ...`` tests have shown that the wire values are exactly what the
+# public constructor would store unchanged (a ``str`` where a str is wanted,
+# an ``int`` in [0, 2**64) for a u64, a tuple of checked elements for a
+# sequence, a value built by another decoder for a nested field). Anything
+# else goes to the public constructor with the same arguments, so it is
+# refused (InvalidArgument, hence CorruptPayload) or accepted and converted
+# exactly as before: the fast path changes speed, never outcomes.
 
 _WIRE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
+def _fast_constructor(cls: type[_T], **constants: object) -> Callable[..., _T]:
+    """A function building ``cls`` from its fields, positionally, unchecked.
+
+    The instance is made with ``object.__new__`` and each slot set through its
+    member descriptor, which bypasses the frozen ``__setattr__``, ``__init__``
+    and so every validator and converter. Only for values already checked.
+    Fields named in ``constants`` are set to that (immutable) value and are not
+    parameters.
+    """
+    names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = [n for n in names if n not in constants]
+    lines = [f"def new({', '.join(params)}):", "    self = _new(_cls)"]
+    for n in names:
+        ns[f"_set_{n}"] = cls.__dict__[n].__set__
+        if n in constants:
+            ns[f"_const_{n}"] = constants[n]
+            lines.append(f"    _set_{n}(self, _const_{n})")
+        else:
+            lines.append(f"    _set_{n}(self, {n})")
+    lines.append("    return self")
+    exec("\n".join(lines), ns)  # the source holds nothing but attrs field names
+    new: Callable[..., _T] = ns["new"]
+    return new
+
+
+_new_input_text = _fast_constructor(InputText)
+_new_input_image = _fast_constructor(InputImage)
+_new_output_text = _fast_constructor(OutputText)
+_new_unknown_content = _fast_constructor(UnknownContent)
+_new_summary_text = _fast_constructor(SummaryText)
+_new_unknown_summary = _fast_constructor(UnknownSummary)
+_new_shell_action = _fast_constructor(LocalShellAction)
+_new_message = _fast_constructor(Message)
+_new_reasoning = _fast_constructor(Reasoning)
+_new_shell_call = _fast_constructor(LocalShellCall)
+_new_function_call = _fast_constructor(FunctionCall)
+_new_function_output = _fast_constructor(FunctionCallOutput)
+_new_unknown_item = _fast_constructor(UnknownItem)
+_new_file_context = _fast_constructor(FileContext)
+_new_tool_call = _fast_constructor(ToolCallMetadata)
+_new_message_metadata = _fast_constructor(MessageMetadata)
+_new_snapshot = _fast_constructor(MessageSnapshot)
+# MessageMetadata(message_id=...) with every other field at its default.
+_new_default_message_metadata = _fast_constructor(
+    MessageMetadata,
+    edited=False,
+    edit_history=(),
+    branch_point=False,
+    branch_id=None,
+    parent_message_id=None,
+    file_context=(),
+    tool_calls=(),
+)
+_new_conversation = _fast_constructor(ConversationSnapshot)
+_new_checkpoint = _fast_constructor(CheckpointMetadata)
+_new_session_metadata = _fast_constructor(SessionMetadata)
+
+_MODE_OF_VALUE: dict[str, OperatingMode] = {m.value: m for m in OperatingMode}
+_NO_LIST: list[Any] = []  # default of a missing array key; never mutated
+
+
+def _all_str(t: tuple[Any, ...]) -> bool:
+    for x in t:  # noqa: SIM110 - a plain loop is much cheaper than all(<genexpr>)
+        if type(x) is not str:
+            return False
+    return True
+
+
+def _mode_from_wire(v: object) -> OperatingMode:
+    m = _MODE_OF_VALUE.get(v) if type(v) is str else None
+    return OperatingMode(v) if m is None else m
 
 
 def datetime_to_wire(dt: datetime) -> int:
@@ -916,10 +1000,17 @@ def datetime_to_wire(dt: datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _dt(n: object) -> datetime:
+    # timedelta * int is integer arithmetic, so exact for every int, and
+    # cheaper than timedelta(microseconds=n); the epoch's tzinfo is
+    # datetime.UTC, so the result needs no normalising. Out of range values
+    # raise OverflowError.
     if type(n) is not int:
         raise CorruptPayload(f"expected a timestamp (int microseconds), got {_short(n)}")
-    return _EPOCH + timedelta(microseconds=n)
+    return _EPOCH + _MICROSECOND * n
 
 
 def datetime_from_wire(n: object) -> datetime:
@@ -930,10 +1021,46 @@ def datetime_from_wire(n: object) -> datetime:
         raise CorruptPayload(f"timestamp {n!r} is out of range") from exc
 
 
-def _uuid(b: object) -> UUID:
+# uuid.UUID keeps its value in the slots ``int`` and ``is_safe``; setting them
+# directly builds the same UUID (same int, so equal, same hash and str; same
+# is_safe, so same pickle) as ``UUID(bytes=b)`` at a third of the cost, which
+# spends most of its time parsing its five optional arguments.
+_new_object = object.__new__
+_int_from_bytes = int.from_bytes
+_uuid_set_int: Any = getattr(UUID.__dict__.get("int"), "__set__", None)
+_uuid_set_is_safe: Any = getattr(UUID.__dict__.get("is_safe"), "__set__", None)
+_UUID_SAFE_UNKNOWN = UUID(int=0).is_safe
+
+
+def _uuid_direct(b: object) -> UUID:
+    if type(b) is not bytes or len(b) != 16:
+        raise CorruptPayload(f"expected a UUID (16 bytes), got {_short(b)}")
+    u: UUID = _new_object(UUID)
+    _uuid_set_int(u, _int_from_bytes(b, "big"))
+    _uuid_set_is_safe(u, _UUID_SAFE_UNKNOWN)
+    return u
+
+
+def _uuid_plain(b: object) -> UUID:
     if type(b) is not bytes or len(b) != 16:
         raise CorruptPayload(f"expected a UUID (16 bytes), got {_short(b)}")
     return UUID(bytes=b)
+
+
+def _uuid_direct_is_exact() -> bool:
+    """Whether this Python's UUID is the one ``_uuid_direct`` was written for."""
+    slots = set(getattr(UUID, "__slots__", ())) - {"__weakref__"}
+    if slots != {"int", "is_safe"} or _uuid_set_int is None or _uuid_set_is_safe is None:
+        return False  # pragma: no cover - a different uuid module
+    probe = bytes(range(0xF0, 0x100))
+    try:
+        a, b = _uuid_direct(probe), UUID(bytes=probe)
+        return a == b and hash(a) == hash(b) and a.__getstate__() == b.__getstate__()
+    except Exception:  # pragma: no cover - a different uuid module
+        return False
+
+
+_uuid = _uuid_direct if _uuid_direct_is_exact() else _uuid_plain
 
 
 def _opt_uuid(b: object) -> UUID | None:
@@ -970,14 +1097,25 @@ def _content_to_wire(c: ContentItem) -> dict[str, Any]:
 def _content_from_wire(w: dict[str, Any]) -> ContentItem:
     t = w["t"]
     if t == "it":
-        return InputText(w["x"])
+        x = w["x"]
+        return _new_input_text(x) if type(x) is str else InputText(x)
     if t == "ot":
-        return OutputText(w["x"])
+        x = w["x"]
+        return _new_output_text(x) if type(x) is str else OutputText(x)
     if t == "ii":
-        return InputImage(w["u"])
+        u = w["u"]
+        return _new_input_image(u) if type(u) is str else InputImage(u)
     if t == "?":
-        return UnknownContent(w["raw"])
+        d = w["raw"]
+        td = type(d)
+        return _new_unknown_content(d) if td is dict or td is list else UnknownContent(d)
     raise CorruptPayload(f"unknown content item tag {t!r:.40}")
+
+
+def _contents_from_wire(v: object) -> tuple[ContentItem, ...]:
+    if type(v) is list and len(v) == 1:  # most messages: skip the comprehension
+        return (_content_from_wire(v[0]),)
+    return tuple([_content_from_wire(c) for c in _list(v)])
 
 
 def _summary_to_wire(s: ReasoningSummary) -> dict[str, Any]:
@@ -989,9 +1127,12 @@ def _summary_to_wire(s: ReasoningSummary) -> dict[str, Any]:
 def _summary_from_wire(w: dict[str, Any]) -> ReasoningSummary:
     t = w["t"]
     if t == "st":
-        return SummaryText(w["x"])
+        x = w["x"]
+        return _new_summary_text(x) if type(x) is str else SummaryText(x)
     if t == "?":
-        return UnknownSummary(w["raw"])
+        d = w["raw"]
+        td = type(d)
+        return _new_unknown_summary(d) if td is dict or td is list else UnknownSummary(d)
     raise CorruptPayload(f"unknown reasoning summary tag {t!r:.40}")
 
 
@@ -1008,7 +1149,12 @@ def _message_to_wire(m: Message) -> dict[str, Any]:
 
 
 def _message_from_wire(w: dict[str, Any]) -> ResponseItem:
-    return Message(w["r"], [_content_from_wire(c) for c in _list(w["c"])], w.get("i"))
+    r = w["r"]
+    c = _contents_from_wire(w["c"])
+    i = w.get("i")
+    if type(r) is str and (i is None or type(i) is str):
+        return _new_message(r, c, i)
+    return Message(r, c, i)
 
 
 def _reasoning_to_wire(r: Reasoning) -> dict[str, Any]:
@@ -1021,13 +1167,14 @@ def _reasoning_to_wire(r: Reasoning) -> dict[str, Any]:
 
 
 def _reasoning_from_wire(w: dict[str, Any]) -> ResponseItem:
+    i = w["i"]
+    s = tuple([_summary_from_wire(x) for x in _list(w["s"])])
+    e = w.get("e")
     c = w.get("c")
-    return Reasoning(
-        w["i"],
-        [_summary_from_wire(s) for s in _list(w["s"])],
-        w.get("e"),
-        None if c is None else [_content_from_wire(x) for x in _list(c)],
-    )
+    content = None if c is None else _contents_from_wire(c)
+    if type(i) is str and (e is None or type(e) is str):
+        return _new_reasoning(i, s, e, content)
+    return Reasoning(i, s, e, content)
 
 
 def _shell_to_wire(s: LocalShellCall) -> dict[str, Any]:
@@ -1047,8 +1194,21 @@ def _shell_to_wire(s: LocalShellCall) -> dict[str, Any]:
 
 def _shell_from_wire(w: dict[str, Any]) -> ResponseItem:
     a = _map(w["a"])
-    action = LocalShellAction(_list(a["cm"]), a.get("to"), a.get("wd"))
-    return LocalShellCall(w["st"], action, w.get("i"), w.get("ci"))
+    cm = tuple(_list(a["cm"]))
+    to = a.get("to")
+    wd = a.get("wd")
+    if (
+        _all_str(cm)
+        and (to is None or (type(to) is int and 0 <= to < _U64))
+        and (wd is None or type(wd) is str)
+    ):
+        action = _new_shell_action(cm, to, wd)
+    else:
+        action = LocalShellAction(cm, to, wd)
+    st, i, ci = w["st"], w.get("i"), w.get("ci")
+    if type(st) is str and (i is None or type(i) is str) and (ci is None or type(ci) is str):
+        return _new_shell_call(st, action, i, ci)
+    return LocalShellCall(st, action, i, ci)
 
 
 def _function_call_to_wire(f: FunctionCall) -> dict[str, Any]:
@@ -1059,7 +1219,10 @@ def _function_call_to_wire(f: FunctionCall) -> dict[str, Any]:
 
 
 def _function_call_from_wire(w: dict[str, Any]) -> ResponseItem:
-    return FunctionCall(w["n"], w["a"], w["ci"], w.get("i"))
+    n, a, ci, i = w["n"], w["a"], w["ci"], w.get("i")
+    if type(n) is str and type(a) is str and type(ci) is str and (i is None or type(i) is str):
+        return _new_function_call(n, a, ci, i)
+    return FunctionCall(n, a, ci, i)
 
 
 def _function_output_to_wire(f: FunctionCallOutput) -> dict[str, Any]:
@@ -1067,7 +1230,10 @@ def _function_output_to_wire(f: FunctionCallOutput) -> dict[str, Any]:
 
 
 def _function_output_from_wire(w: dict[str, Any]) -> ResponseItem:
-    return FunctionCallOutput(w["ci"], w["o"])
+    ci, o = w["ci"], w["o"]
+    if type(ci) is str and type(o) is str:
+        return _new_function_output(ci, o)
+    return FunctionCallOutput(ci, o)
 
 
 def _unknown_to_wire(u: UnknownItem) -> dict[str, Any]:
@@ -1075,7 +1241,11 @@ def _unknown_to_wire(u: UnknownItem) -> dict[str, Any]:
 
 
 def _unknown_from_wire(w: dict[str, Any]) -> ResponseItem:
-    return UnknownItem(w["raw"])
+    d = w["raw"]
+    td = type(d)
+    if td is dict or td is list:
+        return _new_unknown_item(d)
+    return UnknownItem(d)
 
 
 _ITEM_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
@@ -1129,10 +1299,22 @@ def _file_context_to_wire(f: FileContext) -> dict[str, Any]:
 
 
 def _file_context_from_wire(w: dict[str, Any]) -> FileContext:
+    p, sn, lg = w["p"], w.get("sn"), w.get("lg")
     lr: Any = w.get("lr")
     if lr is not None:
         lr = _list(lr)
-    return FileContext(w["p"], lr, w.get("sn"), w.get("lg"))
+        if len(lr) == 2:
+            a, b = lr
+            if type(a) is int and type(b) is int and 0 <= a < _U64 and 0 <= b < _U64:
+                lr = (a, b)
+    if (
+        type(p) is str
+        and (lr is None or type(lr) is tuple)
+        and (sn is None or type(sn) is str)
+        and (lg is None or type(lg) is str)
+    ):
+        return _new_file_context(p, lr, sn, lg)
+    return FileContext(p, lr, sn, lg)
 
 
 def _tool_call_to_wire(t: ToolCallMetadata) -> dict[str, Any]:
@@ -1143,11 +1325,20 @@ def _tool_call_to_wire(t: ToolCallMetadata) -> dict[str, Any]:
 
 
 def _tool_call_from_wire(w: dict[str, Any]) -> ToolCallMetadata:
-    return ToolCallMetadata(w["n"], w["ms"], w["ok"], w.get("er"))
+    n, ms, ok, er = w["n"], w["ms"], w["ok"], w.get("er")
+    if (
+        type(n) is str
+        and type(ms) is int
+        and 0 <= ms < _U64
+        and type(ok) is bool
+        and (er is None or type(er) is str)
+    ):
+        return _new_tool_call(n, ms, ok, er)
+    return ToolCallMetadata(n, ms, ok, er)
 
 
 def _message_metadata_to_wire(m: MessageMetadata) -> dict[str, Any]:
-    w: dict[str, Any] = {"id": m.message_id.bytes}
+    w: dict[str, Any] = {"id": m.message_id.int.to_bytes(16, "big")}  # == .bytes, cheaper
     if m.edited:
         w["e"] = True
     if m.edit_history:
@@ -1173,24 +1364,29 @@ def _pair(v: object) -> tuple[Any, Any]:
 
 
 def _message_metadata_from_wire(w: dict[str, Any]) -> MessageMetadata:
-    eh: Any = ()
+    message_id = _uuid(w["id"])
+    if len(w) == 1:
+        # Just the id (w["id"] above proved it is there): every other field
+        # at its default, as most messages are.
+        return _new_default_message_metadata(message_id)
+    eh: tuple[tuple[datetime, ResponseItem], ...] = ()
     if "eh" in w:
-        eh = []
+        pairs = []
         for p in _list(w["eh"]):
             t, i = _pair(p)
-            eh.append((_dt(t), _item_from_wire(i)))
+            pairs.append((_dt(t), _item_from_wire(i)))
+        eh = tuple(pairs)
+    e = w.get("e", False)
+    bp = w.get("bp", False)
+    bi = _opt_uuid(w.get("bi"))
+    pm = _opt_uuid(w.get("pm"))
     fc = w.get("fc")
     tc = w.get("tc")
-    return MessageMetadata(
-        w.get("e", False),
-        eh,
-        w.get("bp", False),
-        _opt_uuid(w.get("bi")),
-        _opt_uuid(w.get("pm")),
-        _uuid(w["id"]),
-        () if fc is None else [_file_context_from_wire(f) for f in _list(fc)],
-        () if tc is None else [_tool_call_from_wire(t) for t in _list(tc)],
-    )
+    files = () if fc is None else tuple([_file_context_from_wire(f) for f in _list(fc)])
+    tools = () if tc is None else tuple([_tool_call_from_wire(t) for t in _list(tc)])
+    if type(e) is bool and type(bp) is bool:
+        return _new_message_metadata(e, eh, bp, bi, pm, message_id, files, tools)
+    return MessageMetadata(e, eh, bp, bi, pm, message_id, files, tools)
 
 
 # MessageSnapshot: "it" item, "ts" timestamp, "ti" turn_index, "md" metadata.
@@ -1206,9 +1402,23 @@ def _snapshot_to_wire(m: MessageSnapshot) -> dict[str, Any]:
 
 
 def _snapshot_from_wire(w: dict[str, Any]) -> MessageSnapshot:
-    return MessageSnapshot(
-        _item_from_wire(w["it"]), _dt(w["ts"]), w["ti"], _message_metadata_from_wire(w["md"])
-    )
+    # The hot loop of every load: _item_from_wire, _dt and the common case of
+    # _message_metadata_from_wire (a message id and nothing else) inlined.
+    it = w["it"]
+    t = it["t"]
+    decode = _ITEM_DECODERS.get(t) if type(t) is str else None
+    item = _item_from_wire(it) if decode is None else decode(it)  # the former raises
+    ts = w["ts"]
+    ts = _EPOCH + _MICROSECOND * ts if type(ts) is int else _dt(ts)  # the latter raises
+    ti = w["ti"]
+    md = w["md"]
+    if type(md) is dict and len(md) == 1:
+        metadata = _new_default_message_metadata(_uuid(md["id"]))
+    else:
+        metadata = _message_metadata_from_wire(md)
+    if type(ti) is int and 0 <= ti < _U64:
+        return _new_snapshot(item, ts, ti, metadata)
+    return MessageSnapshot(item, ts, ti, metadata)
 
 
 # Context: "wd", "env", "of" open files, "ast" {"f","ns","sz","lu"}, "emb" {"n","mo","sz"}.
@@ -1235,6 +1445,7 @@ def _context_to_wire(c: ConversationContext) -> dict[str, Any]:
 
 
 def _context_from_wire(w: dict[str, Any]) -> ConversationContext:
+    # Once per conversation: the public constructors are fast enough here.
     a = w.get("ast")
     e = w.get("emb")
     ast = None
@@ -1251,15 +1462,15 @@ def _context_from_wire(w: dict[str, Any]) -> ConversationContext:
 
 
 def _mode_history_to_wire(mh: tuple[tuple[OperatingMode, datetime], ...]) -> list[Any]:
-    return [[m.value, datetime_to_wire(t)] for m, t in mh]
+    return [[m._value_, datetime_to_wire(t)] for m, t in mh]
 
 
-def _mode_history_from_wire(w: object) -> list[tuple[OperatingMode, datetime]]:
+def _mode_history_from_wire(w: object) -> tuple[tuple[OperatingMode, datetime], ...]:
     out = []
     for p in _list(w):
         m, t = _pair(p)
-        out.append((OperatingMode(m), _dt(t)))
-    return out
+        out.append((_mode_from_wire(m), _dt(t)))
+    return tuple(out)
 
 
 # ConversationSnapshot: "id", "m" messages, "cx" context, "mh" [[mode, ts]...].
@@ -1275,12 +1486,13 @@ def _conversation_to_wire(c: ConversationSnapshot) -> dict[str, Any]:
 
 
 def _conversation_from_wire(w: dict[str, Any]) -> ConversationSnapshot:
+    # Every field is a UUID or built by a decoder: always the fast path.
     cx = w.get("cx")
-    return ConversationSnapshot(
+    return _new_conversation(
         _uuid(w["id"]),
-        [_snapshot_from_wire(m) for m in _list(w.get("m", []))],
+        tuple([_snapshot_from_wire(_map(m)) for m in _list(w.get("m", _NO_LIST))]),
         ConversationContext() if cx is None else _context_from_wire(_map(cx)),
-        _mode_history_from_wire(w.get("mh", [])),
+        _mode_history_from_wire(w.get("mh", _NO_LIST)),
     )
 
 
@@ -1311,6 +1523,7 @@ def _state_to_wire(s: SessionState) -> dict[str, Any]:
 
 
 def _state_from_wire(w: dict[str, Any]) -> SessionState:
+    # Once per session: the public constructors are fast enough here.
     fw = w.get("fs")
     if fw is None:
         fs = FilterSettings()
@@ -1351,7 +1564,10 @@ def _checkpoint_to_wire(c: CheckpointMetadata) -> dict[str, Any]:
 
 
 def _checkpoint_from_wire(w: dict[str, Any]) -> CheckpointMetadata:
-    return CheckpointMetadata(_uuid(w["id"]), w["n"], _dt(w["at"]), w["mi"], w.get("d"))
+    cid, n, at, mi, d = _uuid(w["id"]), w["n"], _dt(w["at"]), w["mi"], w.get("d")
+    if type(n) is str and type(mi) is int and 0 <= mi < _U64 and (d is None or type(d) is str):
+        return _new_checkpoint(cid, n, at, mi, d)
+    return CheckpointMetadata(cid, n, at, mi, d)
 
 
 # SessionMetadata: "id", "ti" title, "ca"/"ua"/"la" created/updated/accessed,
@@ -1362,14 +1578,14 @@ def _checkpoint_from_wire(w: dict[str, Any]) -> CheckpointMetadata:
 
 def _metadata_to_wire(m: SessionMetadata) -> dict[str, Any]:
     return {
-        "id": m.id.bytes,
+        "id": m.id.int.to_bytes(16, "big"),  # == m.id.bytes, cheaper
         "ti": m.title,
         "ca": datetime_to_wire(m.created_at),
         "ua": datetime_to_wire(m.updated_at),
         "la": datetime_to_wire(m.last_accessed),
         "mc": m.message_count,
         "tc": m.turn_count,
-        "mo": m.current_mode.value,
+        "mo": m.current_mode._value_,  # a plain attribute; .value is a property
         "md": m.model,
         "tg": list(m.tags),
         "fv": m.is_favorite,
@@ -1381,33 +1597,61 @@ def _metadata_to_wire(m: SessionMetadata) -> dict[str, Any]:
 
 
 def _metadata_from_wire(w: dict[str, Any]) -> SessionMetadata:
-    return SessionMetadata(
-        _uuid(w["id"]),
-        w["ti"],
-        _dt(w["ca"]),
-        _dt(w["ua"]),
-        _dt(w["la"]),
-        w.get("mc", 0),
-        w.get("tc", 0),
-        OperatingMode(w.get("mo", "plan")),
-        w.get("md", ""),
-        _list(w.get("tg", [])),
-        w.get("fv", False),
-        w.get("fs", 0),
-        w.get("cr", 1.0),
-        w.get("v", 3),
-        [_checkpoint_from_wire(_map(c)) for c in _list(w.get("ck", []))],
-    )
+    sid = _uuid(w["id"])
+    ti = w["ti"]
+    ca, ua, la = w["ca"], w["ua"], w["la"]
+    if type(ca) is int and type(ua) is int and type(la) is int:
+        us = _MICROSECOND
+        ca, ua, la = _EPOCH + us * ca, _EPOCH + us * ua, _EPOCH + us * la
+    else:
+        ca, ua, la = _dt(ca), _dt(ua), _dt(la)  # raises
+    try:  # the encoder writes every key: subscripts are cheaper than get()
+        mc, tc, mo, md, tg = w["mc"], w["tc"], w["mo"], w["md"], w["tg"]
+        fv, fs, cr, v, ck = w["fv"], w["fs"], w["cr"], w["v"], w["ck"]
+    except KeyError:  # older data: defaults for what is missing
+        get = w.get
+        mc, tc, mo, md = get("mc", 0), get("tc", 0), get("mo", "plan"), get("md", "")
+        tg, fv, fs, cr = get("tg", _NO_LIST), get("fv", False), get("fs", 0), get("cr", 1.0)
+        v, ck = get("v", 3), get("ck", _NO_LIST)
+    try:
+        mode = _MODE_OF_VALUE[mo]
+    except (KeyError, TypeError):
+        mode = OperatingMode(mo)  # raises, or takes a str subclass as before
+    if type(tg) is not list:
+        raise CorruptPayload(f"expected an array, got {_short(tg)}")
+    tags = tuple(tg)
+    if type(ck) is list and not ck:
+        checkpoints: tuple[CheckpointMetadata, ...] = ()
+    else:
+        checkpoints = tuple([_checkpoint_from_wire(_map(c)) for c in _list(ck)])
+    if (
+        type(ti) is str
+        and type(mc) is int
+        and type(tc) is int
+        and type(fs) is int
+        and type(v) is int
+        and (mc | tc | fs | v) >> 64 == 0  # all four in [0, 2**64)
+        and type(md) is str
+        and type(fv) is bool
+        and type(cr) is float
+        and (not tags or _all_str(tags))
+    ):
+        return _new_session_metadata(
+            sid, ti, ca, ua, la, mc, tc, mode, md, tags, fv, fs, cr, v, checkpoints
+        )
+    return SessionMetadata(sid, ti, ca, ua, la, mc, tc, mode, md, tags, fv, fs, cr, v, checkpoints)
+
+
+def _malformed(what: str, exc: Exception) -> CorruptPayload:
+    detail = f"missing key {exc}" if type(exc) is KeyError else str(exc)
+    return CorruptPayload(f"malformed {what} payload: {detail}")
 
 
 def _guard(what: str, decode: Callable[[Any], _T], w: object) -> _T:
     try:
         return decode(_map(w))
-    except CorruptPayload as exc:
-        raise CorruptPayload(f"malformed {what} payload: {exc}") from exc
-    except _WIRE_ERRORS as exc:
-        detail = f"missing key {exc}" if type(exc) is KeyError else str(exc)
-        raise CorruptPayload(f"malformed {what} payload: {detail}") from exc
+    except (CorruptPayload, *_WIRE_ERRORS) as exc:
+        raise _malformed(what, exc) from exc
 
 
 def item_to_wire(item: ResponseItem) -> dict[str, Any]:
@@ -1439,15 +1683,13 @@ def messages_from_wire(w: object) -> tuple[MessageSnapshot, ...]:
     """Inverse of :func:`messages_to_wire`; raises :class:`CorruptPayload`."""
     # On failure, len(out) is the index of the message that failed.
     out: list[MessageSnapshot] = []
+    append = out.append
     try:
         for m in _list(w):
-            out.append(_snapshot_from_wire(_map(m)))
+            append(_snapshot_from_wire(m if type(m) is dict else _map(m)))
         return tuple(out)
-    except CorruptPayload as exc:
-        raise CorruptPayload(f"malformed message #{len(out)} payload: {exc}") from exc
-    except _WIRE_ERRORS as exc:
-        detail = f"missing key {exc}" if type(exc) is KeyError else str(exc)
-        raise CorruptPayload(f"malformed message #{len(out)} payload: {detail}") from exc
+    except (CorruptPayload, *_WIRE_ERRORS) as exc:
+        raise _malformed(f"message #{len(out)}", exc) from exc
 
 
 def mode_history_to_wire(mh: tuple[tuple[OperatingMode, datetime], ...]) -> list[Any]:
@@ -1458,11 +1700,9 @@ def mode_history_to_wire(mh: tuple[tuple[OperatingMode, datetime], ...]) -> list
 def mode_history_from_wire(w: object) -> tuple[tuple[OperatingMode, datetime], ...]:
     """Inverse of :func:`mode_history_to_wire`; raises :class:`CorruptPayload`."""
     try:
-        return tuple(_mode_history_from_wire(w))
-    except CorruptPayload as exc:
-        raise CorruptPayload(f"malformed mode history payload: {exc}") from exc
-    except _WIRE_ERRORS as exc:
-        raise CorruptPayload(f"malformed mode history payload: {exc}") from exc
+        return _mode_history_from_wire(w)
+    except (CorruptPayload, *_WIRE_ERRORS) as exc:
+        raise _malformed("mode history", exc) from exc
 
 
 def context_to_wire(c: ConversationContext) -> dict[str, Any]:
@@ -1512,4 +1752,8 @@ def metadata_to_wire(m: SessionMetadata) -> dict[str, Any]:
 
 def metadata_from_wire(w: object) -> SessionMetadata:
     """Inverse of :func:`metadata_to_wire`; raises :class:`CorruptPayload`."""
-    return _guard("session metadata", _metadata_from_wire, w)
+    # _guard inlined: the session list decodes one of these per session.
+    try:
+        return _metadata_from_wire(w if type(w) is dict else _map(w))
+    except (CorruptPayload, *_WIRE_ERRORS) as exc:
+        raise _malformed("session metadata", exc) from exc

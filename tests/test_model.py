@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
+import pickle
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -261,7 +263,7 @@ def test_malformed_wire_data_raises_corrupt_payload(
         decode(wire)
 
 
-def _mutations(w: Any) -> st.SearchStrategy[Any]:
+def _mutations(w: Any, replacement: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[Any]:
     """A copy of ``w`` with one nested map value replaced or removed."""
     paths: list[tuple[Any, ...]] = []
 
@@ -278,7 +280,8 @@ def _mutations(w: Any) -> st.SearchStrategy[Any]:
     walk(w, ())
     if not paths:
         return st.just(w)
-    replacement = S.MSGPACK_VALUES | st.sampled_from([None, -1, 2**64, "", b"", [], {}])
+    if replacement is None:
+        replacement = S.MSGPACK_VALUES | st.sampled_from([None, -1, 2**64, "", b"", [], {}])
 
     def mutate(path: tuple[Any, ...], drop: bool, new: Any) -> Any:
         out = copy.deepcopy(w)
@@ -304,6 +307,327 @@ def test_damaged_wire_data_decodes_or_raises_corrupt_payload_only(
     damaged = data.draw(_mutations(to_wire(data.draw(strategy))))
     with contextlib.suppress(CorruptPayload):
         from_wire(damaged)
+
+
+# ---------------------------------------------------------------- the fast decode path
+#
+# Decoders build values without running the attrs validators and converters
+# once inline type tests have passed, and fall back to the public constructors
+# otherwise. These tests pin that the result is always what the constructors
+# would have built: equal, with fields of the same types, and never something
+# the constructors would refuse.
+
+
+def _rebuild(v: Any) -> Any:
+    """``v`` rebuilt bottom-up through the public constructors."""
+    if attrs.has(type(v)):
+        fields = attrs.fields(type(v))
+        return type(v)(**{f.name: _rebuild(getattr(v, f.name)) for f in fields})
+    if type(v) is tuple:
+        return tuple(_rebuild(x) for x in v)
+    return v
+
+
+def _assert_same_shape(a: Any, b: Any, path: str = "value") -> None:
+    """``a`` and ``b`` are equal and of the same types all the way down."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if attrs.has(type(a)):
+        for f in attrs.fields(type(a)):
+            _assert_same_shape(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif type(a) is tuple:
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_shape(x, y, f"{path}[{i}]")
+    elif isinstance(a, Mapping):
+        assert list(a) == list(b), path
+        for k in a:
+            _assert_same_shape(a[k], b[k], f"{path}[{k!r}]")
+    elif type(a) is datetime:
+        assert a == b and a.tzinfo is UTC and b.tzinfo is UTC, path
+    elif type(a) is uuid.UUID:
+        assert a.int == b.int and a.is_safe is b.is_safe, path
+    else:
+        assert a == b, path
+
+
+# Values that pickle (mappingproxy does not, so neither do context/state).
+_PICKLABLE = {"item", "message", "messages", "mode_history", "checkpoint", "metadata"}
+
+
+@pytest.mark.parametrize("name", sorted(WIRE_PAIRS))
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_decoded_values_are_exactly_what_the_public_constructors_build(
+    name: str, data: st.DataObject
+) -> None:
+    strategy, to_wire, from_wire = WIRE_PAIRS[name]
+    value = data.draw(strategy)  # built by the public constructors
+    if name == "mode_history":  # a bare tuple: as ConversationSnapshot stores it
+        value = ConversationSnapshot(SID, mode_history=value).mode_history
+    decoded = from_wire(through_msgpack(to_wire(value)))
+    assert decoded == value
+    _assert_same_shape(decoded, value)
+    rebuilt = _rebuild(decoded)  # every validator and converter run again
+    assert rebuilt == decoded
+    _assert_same_shape(rebuilt, decoded)
+    if name in _PICKLABLE:
+        assert pickle.loads(pickle.dumps(decoded)) == decoded
+
+
+class _Str(str):
+    pass
+
+
+class _Int(enum.IntEnum):
+    ONE = 1
+
+
+# What wire decoders might be handed instead of the right value: the near
+# misses of every type test (bool for int, int for bool or float, out of u64
+# range, bytes for str, subclasses that take the constructor path, ...).
+_CONFUSING = st.sampled_from(
+    [
+        True,
+        False,
+        0,
+        1,
+        -1,
+        2**63,
+        2**64 - 1,
+        2**64,
+        -(2**63),
+        0.0,
+        1.5,
+        float("inf"),
+        "",
+        "x",
+        "plan",
+        _Str("x"),
+        _Int.ONE,
+        b"",
+        b"0123456789abcdef",
+        None,
+        [],
+        ["a"],
+        [1, 2],
+        [0, 2**64],
+        [True, 1],
+        {},
+        {"t": "it", "x": 1},
+    ]
+)
+
+
+@pytest.mark.parametrize("name", sorted(WIRE_PAIRS))
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_type_confused_wire_data_raises_corrupt_payload_or_decodes_to_a_valid_value(
+    name: str, data: st.DataObject
+) -> None:
+    strategy, to_wire, from_wire = WIRE_PAIRS[name]
+    damaged = data.draw(_mutations(to_wire(data.draw(strategy)), _CONFUSING | S.MSGPACK_VALUES))
+    try:
+        decoded = from_wire(damaged)
+    except CorruptPayload:
+        return
+    # Accepted: then the public constructors accept it too, unchanged.
+    rebuilt = _rebuild(decoded)
+    assert rebuilt == decoded
+    _assert_same_shape(rebuilt, decoded)
+
+
+def _snap_wire(**changes: Any) -> dict[str, Any]:
+    """A valid message wire map with ``changes`` applied."""
+    w = {"it": {"t": "fo", "ci": "", "o": ""}, "ts": 0, "ti": 0, "md": {"id": SID.bytes}}
+    return {**w, **changes}
+
+
+def _md_wire(**changes: Any) -> dict[str, Any]:
+    """A valid message wire map whose metadata has ``changes`` applied."""
+    return _snap_wire(md={"id": SID.bytes, **changes})
+
+
+def _meta_wire(**changes: Any) -> dict[str, Any]:
+    """A valid (minimal) session metadata wire map with ``changes`` applied."""
+    return {"id": SID.bytes, "ti": "", "ca": 0, "ua": 0, "la": 0, **changes}
+
+
+FAST_PATH_MALFORMED = [
+    ("turn index str", message_from_wire, _snap_wire(ti="0")),
+    ("turn index bool", message_from_wire, _snap_wire(ti=True)),
+    ("turn index negative", message_from_wire, _snap_wire(ti=-1)),
+    ("turn index 2**64", message_from_wire, _snap_wire(ti=2**64)),
+    ("timestamp bool", message_from_wire, _snap_wire(ts=True)),
+    ("message id int", message_from_wire, _snap_wire(md={"id": 5})),
+    ("metadata only a wrong key", message_from_wire, _snap_wire(md={"x": SID.bytes})),
+    ("metadata a list", message_from_wire, _snap_wire(md=[SID.bytes])),
+    ("item a list", message_from_wire, _snap_wire(it=["fo"])),
+    ("edited int", message_from_wire, _md_wire(e=1)),
+    ("tool ms bool", message_from_wire, _md_wire(tc=[{"n": "t", "ms": True, "ok": True}])),
+    ("tool ok int", message_from_wire, _md_wire(tc=[{"n": "t", "ms": 1, "ok": 1}])),
+    ("line range 3", message_from_wire, _md_wire(fc=[{"p": "p", "lr": [1, 2, 3]}])),
+    ("line range negative", message_from_wire, _md_wire(fc=[{"p": "p", "lr": [-1, 2]}])),
+    ("line range bool", message_from_wire, _md_wire(fc=[{"p": "p", "lr": [True, 2]}])),
+    ("output bytes", item_from_wire, {"t": "fo", "ci": "", "o": b"x"}),
+    ("call id None", item_from_wire, {"t": "fo", "ci": None, "o": ""}),
+    ("arguments int", item_from_wire, {"t": "fc", "n": "f", "a": 1, "ci": "c"}),
+    ("item id int", item_from_wire, {"t": "fc", "n": "f", "a": "{}", "ci": "c", "i": 1}),
+    ("text int", item_from_wire, {"t": "m", "r": "user", "c": [{"t": "it", "x": 1}]}),
+    ("text bytes", item_from_wire, {"t": "m", "r": "user", "c": [{"t": "ot", "x": b"x"}]}),
+    ("content item a str", item_from_wire, {"t": "m", "r": "user", "c": ["it"]}),
+    ("unknown content tag", item_from_wire, {"t": "m", "r": "user", "c": [{"t": "zz"}]}),
+    ("unknown raw a str", item_from_wire, {"t": "?", "raw": "x"}),
+    ("summary text None", item_from_wire, {"t": "r", "i": "r", "s": [{"t": "st", "x": None}]}),
+    ("tag a str subclass", item_from_wire, {"t": _Str("fo"), "ci": "", "o": ""}),
+    ("command a str", item_from_wire, {"t": "sh", "st": "x", "a": {"cm": "ls"}}),
+    ("command item int", item_from_wire, {"t": "sh", "st": "x", "a": {"cm": [1]}}),
+    ("timeout bool", item_from_wire, {"t": "sh", "st": "x", "a": {"cm": [], "to": True}}),
+    ("timeout negative", item_from_wire, {"t": "sh", "st": "x", "a": {"cm": [], "to": -1}}),
+    ("title int", metadata_from_wire, _meta_wire(ti=1)),
+    ("created float", metadata_from_wire, _meta_wire(ca=0.0)),
+    ("accessed huge", metadata_from_wire, _meta_wire(la=2**62)),
+    ("count str", metadata_from_wire, _meta_wire(mc="1")),
+    ("count bool", metadata_from_wire, _meta_wire(tc=True)),
+    ("size 2**64", metadata_from_wire, _meta_wire(fs=2**64)),
+    ("version negative", metadata_from_wire, _meta_wire(v=-1)),
+    ("favorite int", metadata_from_wire, _meta_wire(fv=1)),
+    ("ratio str", metadata_from_wire, _meta_wire(cr="1.0")),
+    ("ratio bool", metadata_from_wire, _meta_wire(cr=True)),
+    ("mode list", metadata_from_wire, _meta_wire(mo=["plan"])),
+    ("mode None", metadata_from_wire, _meta_wire(mo=None)),
+    ("tag int", metadata_from_wire, _meta_wire(tg=["a", 1])),
+    ("tags None", metadata_from_wire, _meta_wire(tg=None)),
+    ("checkpoints None", metadata_from_wire, _meta_wire(ck=None)),
+    ("checkpoint a list", metadata_from_wire, _meta_wire(ck=[[SID.bytes]])),
+    (
+        "checkpoint name None",
+        checkpoint_meta_from_wire,
+        {"id": SID.bytes, "n": None, "at": 0, "mi": 0},
+    ),
+    ("mode history bad mode", mode_history_from_wire, [["Plan", 0]]),
+    ("conversation message a list", conversation_from_wire, {"id": SID.bytes, "m": [[]]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "decode", "wire"), FAST_PATH_MALFORMED, ids=[m[0] for m in FAST_PATH_MALFORMED]
+)
+def test_wire_values_the_constructors_refuse_raise_corrupt_payload(
+    why: str, decode: Callable[[Any], Any], wire: Any
+) -> None:
+    with pytest.raises(CorruptPayload):
+        decode(wire)
+
+
+def test_values_the_constructors_accept_but_msgpack_never_yields_decode_as_before() -> None:
+    # Subclasses and ints for floats fail the exact type tests and so take the
+    # public constructor, which accepts (and converts) them as it always did.
+    fc = item_from_wire({"t": "fc", "n": _Str("f"), "a": "{}", "ci": "c"})
+    assert fc == FunctionCall("f", "{}", "c")
+    assert type(fc.name) is _Str
+    snap = message_from_wire(_snap_wire(ti=_Int.ONE))
+    assert snap.turn_index == 1 and type(snap.turn_index) is _Int
+    meta = metadata_from_wire(_meta_wire(cr=2, mo=_Str("build")))
+    assert meta.compression_ratio == 2.0 and type(meta.compression_ratio) is float
+    assert meta.current_mode is OperatingMode.BUILD
+
+
+# SessionMetadata wire keys that may be missing, and the fields they hold.
+_META_OPTIONAL_KEYS = {
+    "mc": "message_count",
+    "tc": "turn_count",
+    "mo": "current_mode",
+    "md": "model",
+    "tg": "tags",
+    "fv": "is_favorite",
+    "fs": "file_size",
+    "cr": "compression_ratio",
+    "v": "format_version",
+    "ck": "checkpoints",
+}
+
+
+@settings(max_examples=100, deadline=None)
+@given(S.session_metadata(), st.sets(st.sampled_from(sorted(_META_OPTIONAL_KEYS))))
+def test_metadata_keys_missing_from_the_wire_decode_to_the_field_defaults(
+    meta: SessionMetadata, missing: set[str]
+) -> None:
+    w = metadata_to_wire(meta)
+    for k in missing:
+        del w[k]
+    defaults: dict[str, Any] = {f.name: f.default for f in attrs.fields(SessionMetadata)}
+    expected = attrs.evolve(
+        meta, **{_META_OPTIONAL_KEYS[k]: defaults[_META_OPTIONAL_KEYS[k]] for k in missing}
+    )
+    decoded = metadata_from_wire(w)
+    assert decoded == expected
+    _assert_same_shape(decoded, expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(S.message_snapshot(), S.JSON_VALUES)
+def test_message_metadata_with_unknown_keys_decodes_like_without(
+    snap: MessageSnapshot, extra: Any
+) -> None:
+    w = message_to_wire(snap)
+    w["md"]["zz"] = extra  # never a key of ours: ignored, so never the "id only" shortcut
+    decoded = message_from_wire(w)
+    assert decoded == snap
+    _assert_same_shape(decoded, snap)
+
+
+def test_decoded_values_are_frozen_hashable_and_evolvable() -> None:
+    snap = MessageSnapshot(FunctionCall("f", "{}", "c"), T0, 3, MessageMetadata(message_id=SID))
+    decoded = message_from_wire(through_msgpack(message_to_wire(snap)))
+    assert decoded.metadata == MessageMetadata(message_id=SID)
+    assert hash(decoded.item) == hash(snap.item)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        decoded.turn_index = 4  # type: ignore[misc]
+    assert attrs.evolve(decoded, turn_index=4).turn_index == 4
+    with pytest.raises(InvalidArgument):
+        attrs.evolve(decoded, turn_index=-1)
+
+
+_MIN_US = datetime_to_wire(datetime.min.replace(tzinfo=UTC))
+_MAX_US = datetime_to_wire(datetime.max.replace(tzinfo=UTC))
+
+
+@settings(max_examples=500)
+@given(
+    st.integers(min_value=_MIN_US, max_value=_MAX_US)
+    | st.sampled_from([_MIN_US, _MAX_US, -1, 0, 1, 2**53 + 1, -(2**53) - 1, 999_999])
+)
+def test_timestamps_decode_exactly_at_microsecond_precision(n: int) -> None:
+    t = datetime_from_wire(n)
+    assert type(t) is datetime and t.tzinfo is UTC
+    assert t == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=n)
+    assert datetime_to_wire(t) == n
+    ckpt = checkpoint_meta_from_wire({"id": SID.bytes, "n": "", "at": n, "mi": 0})
+    assert ckpt.created_at == t and ckpt.created_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "n", [_MIN_US - 1, _MAX_US + 1, 2**62, -(2**62), 2**64, -(2**64), 2**200, True, 1.0, "0"]
+)
+def test_timestamps_out_of_range_or_not_ints_raise_corrupt_payload(n: Any) -> None:
+    with pytest.raises(CorruptPayload):
+        datetime_from_wire(n)
+    with pytest.raises(CorruptPayload):
+        checkpoint_meta_from_wire({"id": SID.bytes, "n": "", "at": n, "mi": 0})
+    with pytest.raises(CorruptPayload):
+        metadata_from_wire(_meta_wire(ua=n))
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=16, max_size=16) | st.sampled_from([bytes(16), b"\xff" * 16]))
+def test_uuids_decode_exactly_as_uuid_from_bytes(b: bytes) -> None:
+    got = checkpoint_meta_from_wire({"id": b, "n": "", "at": 0, "mi": 0}).id
+    ref = uuid.UUID(bytes=b)
+    assert type(got) is uuid.UUID
+    assert got == ref and hash(got) == hash(ref) and str(got) == str(ref)
+    assert got.bytes == b and got.is_safe is ref.is_safe and got.version == ref.version
+    assert pickle.dumps(got) == pickle.dumps(ref)
+    assert copy.copy(got) == ref and {got: 1}[ref] == 1
 
 
 # ---------------------------------------------------------------- JSON items
