@@ -51,7 +51,6 @@ from journal._model import (
     OperatingMode,
     SessionMetadata,
     SessionState,
-    checkpoint_meta_from_wire,
     checkpoint_meta_to_wire,
     context_from_wire,
     context_to_wire,
@@ -286,18 +285,16 @@ class _Queries:
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        stored = chain.stored + sum(c[1] for c in chain.checkpoints.values())
-        raw = chain.raw + sum(c[2] for c in chain.checkpoints.values())
-        checkpoints = sorted(
-            (checkpoint_meta_from_wire(c[3]) for c in chain.checkpoints.values()),
-            key=lambda c: (c.created_at, c.id.bytes),
-        )
-        meta = attrs.evolve(
-            metadata_from_wire(wire),
-            file_size=stored,
-            compression_ratio=round(raw / stored, 3) if stored else 1.0,
-            checkpoints=tuple(checkpoints),
-        )
+        ckpts = chain.checkpoints.values()
+        stored = chain.stored + sum(c[1] for c in ckpts)
+        raw = chain.raw + sum(c[2] for c in ckpts)
+        # The store-owned fields go into the wire map, decoded once: cheaper
+        # than decoding and then evolving (which validates every field again).
+        filled = dict(wire)
+        filled["fs"] = stored
+        filled["cr"] = round(raw / stored, 3) if stored else 1.0
+        filled["ck"] = sorted((c[3] for c in ckpts), key=lambda w: (w["at"], w["id"]))
+        meta = metadata_from_wire(filled)
         self._meta_cache[sid] = (stamp, meta)
         return meta
 
