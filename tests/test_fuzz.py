@@ -755,14 +755,15 @@ def test_long_random_segment_bytes(
 @settings(max_examples=20000, deadline=None)
 @given(codec=st.integers(min_value=0, max_value=3), data=st.binary(max_size=2000))
 def test_long_payload_decoding(codec: int, data: bytes) -> None:
-    test_payload_decoding_of_any_bytes_raises_only_corrupt_payload.hypothesis.inner_test(  # type: ignore[attr-defined]
+    test_payload_decoding_of_any_bytes_raises_only_corrupt_payload.hypothesis.inner_test(
         codec=codec, data=data
     )
 
 
 def test_the_manifest_decoder_refuses_what_it_cannot_use() -> None:
     """Direct decoder checks, no files: shapes refused with CorruptJournal."""
-    for body in ({}, {"segs": None}, {"jid": b"x" * 16, "gen": 1, "segs": [{}]}, [], 5):
+    bodies: list[Any] = [{}, {"segs": None}, {"jid": b"x" * 16, "gen": 1, "segs": [{}]}, [], 5]
+    for body in bodies:
         with pytest.raises(CorruptJournal):
             decode_manifest(manifest_bytes(body), "MANIFEST")
     _count("manifest shapes")
