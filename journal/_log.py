@@ -78,6 +78,8 @@ Durability = Literal["fsync", "flush", "none"]
 _DURABILITIES = ("fsync", "flush", "none")
 _MAX_MANIFEST_FILE = 64 << 20
 _QUARANTINE = "quarantine"
+_RECENT_RECORDS = 4096
+_RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
 _MAX_TAIL = 16 << 20
 
@@ -200,6 +202,10 @@ class Journal:
         self._poisoned: BaseException | None = None
         self._closed = False
         self._tail_cuts = 0
+        # This process's latest durable records, so its own projections (and
+        # readers in other threads) apply them without reading them back.
+        self._recent: dict[int, Record] = {}
+        self._recent_bytes = 0
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -546,6 +552,10 @@ class Journal:
         return data
 
     def _load_manifest(self) -> None:
+        # A new manifest may mean compaction or purge replaced records: the
+        # in-memory copies of recent ones may no longer be what the log holds.
+        self._recent.clear()
+        self._recent_bytes = 0
         data = self._hold_manifest()
         m = decode_manifest(data, self._manifest_path)
         old = self._manifest
@@ -839,6 +849,32 @@ class Journal:
             raise batch.error
         return batch.seqs
 
+    def _remember_recent(self, records: list[Record]) -> None:
+        with self._mutex:
+            recent = self._recent
+            for r in records:
+                recent[r.seq] = r
+                self._recent_bytes += len(r.payload)
+            while recent and (len(recent) > _RECENT_RECORDS or self._recent_bytes > _RECENT_BYTES):
+                oldest = next(iter(recent))
+                self._recent_bytes -= len(recent.pop(oldest).payload)
+
+    def recent_records(self, from_seq: int, until_seq: int) -> list[Record] | None:
+        """Records ``from_seq..until_seq`` if this process wrote them all lately
+        (kept in memory), else ``None``: then read them with :meth:`scan`."""
+        with self._mutex:
+            if until_seq < from_seq:
+                return []
+            if until_seq - from_seq >= len(self._recent):
+                return None
+            out = []
+            for seq in range(from_seq, until_seq + 1):
+                r = self._recent.get(seq)
+                if r is None:
+                    return None
+                out.append(r)
+            return out
+
     def _check_writable(self) -> None:
         if self._closed:
             raise JournalClosed(f"journal {self.root} is closed")
@@ -893,6 +929,7 @@ class Journal:
                         b.error = exc
             live = [b for b in group if b.error is None]
             self._write_group(live)
+            self._remember_recent([r for b in live for r in b.records])
         except OSError as exc:
             self._poisoned = exc
             err = JournalPoisoned(f"write to journal {self.root} failed: {exc}; reopen it")

@@ -16,7 +16,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -88,7 +88,12 @@ class ProjectionRunner:
                     self.seq = self.ts_ns = 0
                 self.horizon_seq = horizon
             n = 0
-            for rec in j.scan(from_seq=self.seq + 1, until_seq=self.until_seq):
+            until = last if self.until_seq is None else min(last, self.until_seq)
+            recent = j.recent_records(self.seq + 1, until)
+            records: Iterable[Record] = (
+                recent if recent is not None else j.scan(from_seq=self.seq + 1, until_seq=until)
+            )
+            for rec in records:
                 self._apply(rec)
                 n += 1
             self.replayed += n
