@@ -1,0 +1,84 @@
+"""Power loss at any point of a compaction and a purge (crash-state enumeration).
+
+The history is written first (durable, not recorded); then a compaction and a
+purge run through the recording file system. For every prefix of their file
+operations, each state a power loss could leave must open as the old or the
+new journal: every live session answers as before, the purged session is
+either intact (purge not acknowledged) or gone, and once the purge was
+acknowledged no byte of it is anywhere under the root.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from journal import SessionState, SessionStore
+from tests.faultfs import CrashState, HarnessFS, enumerate_crash_states, report_figures
+from tests.test_compact import History, answers
+
+SEG = 4096
+SECRET = "PURGE-ME-7f3a9c"
+VICTIM = UUID(int=3)
+
+
+def _history(base: Path) -> None:
+    with SessionStore.open(base / "j", segment_size=SEG, max_chain=3) as s:
+        h = History(s)
+        for k in range(14):
+            h.save(UUID(int=k % 3 + 1), [f"turn {k} " * 6])
+            if k == 4:
+                s.create_checkpoint(UUID(int=1), UUID(int=90), h.convs[UUID(int=1)], SessionState())
+            if k == 6:
+                s.tag(UUID(int=2), "bug")
+        h.save(VICTIM, [f"{SECRET} in a message"])
+        s.journal.seal_active()
+        h.save(UUID(int=1), ["after the cut"])
+
+
+def _expected(base: Path) -> dict[str, Any]:
+    with SessionStore.open(base / "j", segment_size=SEG, readonly=True) as s:
+        return answers(s)
+
+
+def test_power_loss_at_any_step_of_compaction_and_purge_leaves_the_old_or_the_new_journal(
+    tmp_path: Path,
+) -> None:
+    before: dict[str, Any] = {}
+    after_purge: dict[str, Any] = {}
+
+    def setup(base: Path) -> None:
+        _history(base)
+        before.update(_expected(base))
+        after_purge.update(
+            {k: v for k, v in before.items() if str(VICTIM) not in k and k != "list"}
+        )
+
+    def workload(base: Path, fs: HarnessFS) -> None:
+        with SessionStore.open(base / "j", segment_size=SEG, fs=fs) as s:
+            s.compact(timedelta(0))
+            fs.ack("compacted")
+            s.purge(VICTIM)
+            fs.ack("purged")
+
+    def check(base: Path, state: CrashState) -> None:
+        root = base / "j"
+        with SessionStore.open(root, segment_size=SEG) as s:  # a writer: cleans leftovers
+            got = answers(s)
+            for rec in s.journal.scan():
+                s.journal.decode(rec)
+        if "purged" in state.acked:
+            assert {k: v for k, v in got.items() if k != "list"} == after_purge
+            for f in root.rglob("*"):
+                if f.is_file():
+                    assert SECRET.encode() not in f.read_bytes(), f
+        elif any(str(VICTIM) in k for k in got):
+            assert got == before
+        else:  # the purge's SessionPurged was written, its rewrite not yet complete
+            assert {k: v for k, v in got.items() if k != "list"} == after_purge
+
+    report = enumerate_crash_states(workload, check, tmp_path / "run", setup=setup, cap=60)
+    report_figures("crash: compaction+purge", report.as_dict())
+    assert report.checked > 50
