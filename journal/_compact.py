@@ -37,8 +37,8 @@ import attrs
 
 from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
 from journal._events import EventType, upcast
-from journal._format import SegmentInfo
-from journal._log import Journal
+from journal._format import HEADER_SIZE, SegmentInfo
+from journal._log import Entry, Journal
 from journal._rewrite import (
     RewriteConflict,
     remove_segment_files,
@@ -114,7 +114,11 @@ class PurgeReport:
 def _exclusive(j: Journal, what: str) -> Iterator[None]:
     with j.rewrite_lock(wait=False) as free:
         if not free:
-            raise JournalBusy(os.path.join(j.root, "COMPACT"), None, 0)
+            path = os.path.join(j.root, "COMPACT")
+            raise JournalBusy(
+                path, None, 0, f"journal busy: another compaction or purge holds {path}; "
+                f"the {what} did not start: retry when it has finished",
+            )
         yield
 
 
@@ -192,8 +196,6 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         bytes_before = sum(s.length for s in prefix)
         out = [kept[s] for s in sorted(kept)]
         if dry_run:
-            from journal._format import HEADER_SIZE
-
             size = sum(r.size for r in out)
             n_files = max(1, -(-size // j.segment_size))
             return CompactionReport(
@@ -231,8 +233,6 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
         payload: dict[str, Any] = {"v": 1}
         if actor:
             payload["actor"] = actor
-        from journal._log import Entry
-
         purge_seq = store._append([Entry(EventType.SESSION_PURGED, payload, session_id)])[0]
         j.seal_active()
         replaced: list[SegmentInfo] = []

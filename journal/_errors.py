@@ -65,15 +65,19 @@ class RecordTooLarge(JournalError, ValueError):
 
 
 class JournalBusy(JournalError):
-    """The commit lock could not be taken within the timeout."""
+    """A lock could not be taken: the commit lock within its timeout, or the
+    rewrite lock (``COMPACT``) while another compaction or purge runs."""
 
-    def __init__(self, path: str, holder_pid: int | None, timeout: float) -> None:
+    def __init__(
+        self, path: str, holder_pid: int | None, timeout: float, message: str | None = None
+    ) -> None:
         self.path = path
         self.holder_pid = holder_pid
         self.timeout = timeout
         holder = f"process {holder_pid}" if holder_pid else "another process"
         super().__init__(
-            f"journal busy: {holder} has held the commit lock {path} for more than "
+            message
+            or f"journal busy: {holder} has held the commit lock {path} for more than "
             f"{timeout:g} s; retry, or check whether that process is stuck"
         )
 
