@@ -974,6 +974,7 @@ class SessionStore(_Queries):
             else:
                 self._bases.pop(forget, None)
         self._sync()
+        self._runner.forget_persisted()
         self._runner.persist()
 
     # -- point in time --------------------------------------------------------------------

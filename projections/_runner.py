@@ -64,6 +64,7 @@ class ProjectionRunner:
         self.restored_from_snapshot = False
         self.horizon_seq: int | None = None  # the compaction horizon the state was built at
         self.persist_error: OSError | None = None
+        self._persisted: tuple[int, int | None] | None = None  # (seq, horizon) of the snaps
         self.replayed = 0
         self._since_persist = 0
         self._codec = Codec(max_payload=_MAX_SNAP)
@@ -187,6 +188,7 @@ class ProjectionRunner:
                 return False
             self.seq, self.ts_ns = seq, ts
             self.horizon_seq = self.journal.manifest.horizon_seq
+            self._persisted = (seq, self.horizon_seq)
             self.restored_from_snapshot = True
             return True
 
@@ -237,11 +239,18 @@ class ProjectionRunner:
         """
         if self.snap_dir is None or self.journal.readonly:
             return
+        if self._persisted == (self.seq, self.horizon_seq):
+            return  # the snaps on disk already say exactly this
         try:
             self._persist()
+            self._persisted = (self.seq, self.horizon_seq)
             self.persist_error = None
         except OSError as exc:
             self.persist_error = exc
+
+    def forget_persisted(self) -> None:
+        """The snap files changed behind the runner's back: write them on the next persist."""
+        self._persisted = None
 
     def _persist(self) -> None:
         assert self.snap_dir is not None
