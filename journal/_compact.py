@@ -29,7 +29,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -38,7 +38,7 @@ import attrs
 from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
 from journal._events import EventType, upcast
 from journal._format import HEADER_SIZE, SegmentInfo
-from journal._log import Entry, Journal
+from journal._log import Entry, Journal, from_ns
 from journal._rewrite import (
     RewriteConflict,
     remove_segment_files,
@@ -56,7 +56,7 @@ _KEPT_VERBATIM = (EventType.LEGACY_IMPORTED, EventType.SESSION_PURGED)
 
 
 def _dt(ns: int) -> datetime | None:
-    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else None
+    return from_ns(ns) if ns else None
 
 
 @attrs.frozen

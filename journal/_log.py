@@ -31,7 +31,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -70,7 +70,7 @@ from journal._format import (
 from journal._fs import OS, FileSystem
 from journal._segment import Record, Segment
 
-__all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "to_ns"]
+__all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "from_ns", "to_ns"]
 
 _T = TypeVar("_T")
 
@@ -134,6 +134,11 @@ def to_ns(when: datetime | int) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_ns(ns: int) -> datetime:
+    """The UTC datetime of a record timestamp (nanoseconds; microseconds kept exactly)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 class _Batch:

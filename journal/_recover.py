@@ -33,7 +33,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -56,7 +56,7 @@ from journal._format import (
     iter_frames,
     unpack_header,
 )
-from journal._log import Journal
+from journal._log import Journal, from_ns
 from journal._rewrite import switch_segments
 from journal._segment import Record
 from journal._store import resolve_point
@@ -446,7 +446,7 @@ def _check_source(source: str | os.PathLike[str]) -> str:
 
 
 def _ts(ns: int) -> datetime | None:
-    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else None
+    return from_ns(ns) if ns else None
 
 
 # -- recover ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from journal._errors import (
 from journal._events import EventType, event_name, pack_blob, unpack_blob, upcast
 from journal._format import HEADER_SIZE
 from journal._import import ImportReport, run_legacy_import
-from journal._log import Entry, Journal, to_ns
+from journal._log import Entry, Journal, from_ns, to_ns
 from journal._model import (
     CheckpointMetadata,
     ConversationContext,
@@ -81,6 +81,7 @@ __all__ = [
     "PointInTimeView",
     "SessionStore",
     "StoreStatistics",
+    "history_entry",
     "resolve_point",
     "summarize",
 ]
@@ -120,6 +121,26 @@ class HistoryEntry:
     event: str
     session_id: UUID | None
     summary: str
+    actor: str | None = None
+
+
+def history_entry(journal: Journal, rec: Record) -> HistoryEntry:
+    """The audit line of one record; damage is shown, not raised."""
+    actor = None
+    try:
+        ev = upcast(rec.event_type, journal.decode(rec))
+        summary = summarize(rec.event_type, ev)
+        actor = ev.get("actor")
+    except Exception as exc:  # an audit listing shows damage instead of stopping
+        summary = f"undecodable: {exc}"
+    return HistoryEntry(
+        seq=rec.seq,
+        ts=from_ns(rec.ts_ns),
+        event=event_name(rec.event_type),
+        session_id=rec.session_id,
+        summary=summary,
+        actor=actor if isinstance(actor, str) else None,
+    )
 
 
 def summarize(event_type: int, event: dict[str, Any]) -> str:
@@ -424,22 +445,8 @@ class _Queries:
         for rec in j.scan(until_seq=self._runner.seq):
             if sid is not None and rec.session != sid:
                 continue
-            out.append(self._history_entry(rec))
+            out.append(history_entry(j, rec))
         return out
-
-    def _history_entry(self, rec: Record) -> HistoryEntry:
-        try:
-            ev = upcast(rec.event_type, self._journal.decode(rec))
-            summary = summarize(rec.event_type, ev)
-        except Exception as exc:  # an audit listing shows damage instead of stopping
-            summary = f"undecodable: {exc}"
-        return HistoryEntry(
-            seq=rec.seq,
-            ts=datetime.fromtimestamp(rec.ts_ns / 1e9, UTC),
-            event=event_name(rec.event_type),
-            session_id=rec.session_id,
-            summary=summary,
-        )
 
     def statistics(self) -> StoreStatistics:
         """Sessions, checkpoints, bytes and events, as of now (immutable)."""
@@ -1046,7 +1053,7 @@ def resolve_point(journal: Journal, when: datetime | int) -> int:
 
 
 def _horizon_error(what: str, horizon_seq: int, horizon_ts: int) -> HorizonError:
-    t = datetime.fromtimestamp(horizon_ts / 1e9, UTC).isoformat()
+    t = from_ns(horizon_ts).isoformat()
     return HorizonError(
         f"{what} is before the compaction horizon: the earliest recoverable point is "
         f"seq {horizon_seq} ({t})",

@@ -13,7 +13,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 from uuid import UUID
 
@@ -41,6 +41,7 @@ from journal import (
     UnknownItem,
     item_to_json,
 )
+from journal._log import from_ns
 
 __all__ = [
     "event_row",
@@ -119,7 +120,7 @@ def fmt_short(dt: datetime | None, *, seconds: bool = True) -> str:
 
 
 def fmt_ns(ns: int) -> str:
-    return fmt_time(datetime.fromtimestamp(ns / 1e9, UTC)) if ns else "-"
+    return fmt_time(from_ns(ns)) if ns else "-"
 
 
 def fmt_bytes(n: int) -> str:

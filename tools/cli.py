@@ -25,7 +25,6 @@ import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -50,8 +49,9 @@ from journal import (
     recover,
     salvage,
 )
-from journal._events import EVENT_NAMES, event_name, event_type_from_name, upcast
-from journal._store import resolve_point, summarize
+from journal._events import EVENT_NAMES, event_type_from_name
+from journal._log import from_ns
+from journal._store import history_entry, resolve_point
 from projections import ProjectionRunner
 from tools import bench
 from tools._demo import fill
@@ -314,7 +314,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _iso(ns: int) -> str | None:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns else None
+    return from_ns(ns).isoformat() if ns else None
 
 
 # -- ls, show, stats, export --------------------------------------------------------------
@@ -487,20 +487,8 @@ def _log_session(j: Journal, text: str | None) -> bytes | None:
 
 
 def _entry(j: Journal, rec: Any) -> tuple[HistoryEntry, str | None]:
-    try:
-        ev = upcast(rec.event_type, j.decode(rec))
-        summary = summarize(rec.event_type, ev)
-        actor = ev.get("actor")
-    except Exception as exc:  # an audit listing shows damage instead of stopping
-        summary, actor = f"undecodable: {exc}", None
-    entry = HistoryEntry(
-        seq=rec.seq,
-        ts=datetime.fromtimestamp(rec.ts_ns / 1e9, UTC),
-        event=event_name(rec.event_type),
-        session_id=rec.session_id,
-        summary=summary,
-    )
-    return entry, actor if isinstance(actor, str) else None
+    entry = history_entry(j, rec)
+    return entry, entry.actor
 
 
 def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
