@@ -18,6 +18,17 @@ first becomes the leader and commits everything queued (group commit).
 Readers take no lock. Before every read the journal looks at the manifest
 (one ``stat``) and at the active segment's tail, so appends by other
 processes become visible without reopening.
+
+Both looks are skipped when nothing changed. ``LOCK`` holds, besides the
+holder's pid, a change counter that every process maps into memory: a
+writer makes it odd before it touches any file under the lock and even (one
+more) when it is done. A counter equal to the even value this process last
+caught up with means no other process appended, rolled, cut or rewrote
+anything since: a read then costs one memory load instead of a ``stat`` and a
+``pread``. An odd counter under the lock means the previous holder died
+mid-commit, so the full catch-up (and the torn-tail cut) runs. The counter is
+only a hint about the page cache: a fresh open always catches up in full, so
+after a machine crash (when the counter may be stale) nothing depends on it.
 """
 
 from __future__ import annotations
@@ -25,7 +36,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import os
+import struct
 import threading
 import time
 import zlib
@@ -73,6 +86,7 @@ from journal._segment import Record, Segment
 __all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "from_ns", "to_ns"]
 
 _T = TypeVar("_T")
+_new_lock = threading.Lock
 
 Durability = Literal["fsync", "flush", "none"]
 _DURABILITIES = ("fsync", "flush", "none")
@@ -82,6 +96,10 @@ _RECENT_RECORDS = 4096
 _RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
 _MAX_TAIL = 16 << 20
+# LOCK: the holder's pid as text (16 bytes), then the u64 change counter.
+_LOCK_FILE_SIZE = 64
+_CHANGE = struct.Struct("<Q")
+_CHANGE_OFFSET = 16
 
 
 @attrs.frozen
@@ -144,7 +162,7 @@ def from_ns(ns: int) -> datetime:
 class _Batch:
     """Entries of one ``append_many`` call waiting for a group commit."""
 
-    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "records", "seqs")
+    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "records", "seqs", "wake")
 
     def __init__(
         self,
@@ -158,6 +176,9 @@ class _Batch:
         self.records: list[Record] = []  # as written, for callers that fold them in memory
         self.error: BaseException | None = None
         self.done = False
+        # Held while the batch waits for a leader; released when it is done or
+        # when its thread is handed the lead (then ``done`` is still False).
+        self.wake: Any = None
 
 
 class Journal:
@@ -194,6 +215,9 @@ class Journal:
         self._manifest_path = os.path.join(root, "MANIFEST")
         self._lock_path = os.path.join(root, "LOCK")
         self._lock_fd: int | None = None
+        self._lock_map: mmap.mmap | None = None  # LOCK mapped: pid + change counter
+        self._seen_change: int | None = None  # the counter when we last caught up in full
+        self._foreign_changes = 0  # times other processes' changes were adopted
         self._manifest: Manifest | None = None
         self._manifest_stamp: tuple[int, int] | None = None
         self._manifest_fd: int | None = None
@@ -237,7 +261,10 @@ class Journal:
         manifest changes are synced). ``max_record_size`` bounds one record's
         bytes on disk; ``max_payload_size`` (default 4x that) bounds a payload
         after decompression. A writer recovers the tail on open; a read-only
-        journal never writes anything.
+        journal never writes anything. ``preallocate`` bytes of zeros are
+        written ahead of the data under ``fsync`` only: there they make each
+        ``fdatasync`` cheaper (the file size does not change); without syncs
+        they would only double the bytes written.
         """
         if durability not in _DURABILITIES:
             raise InvalidArgument(f"durability must be one of {_DURABILITIES}, got {durability!r}")
@@ -258,7 +285,7 @@ class Journal:
             compression_level=compression_level,
             readonly=readonly,
             lock_timeout=lock_timeout,
-            preallocate=max(0, preallocate),
+            preallocate=max(0, preallocate) if durability == "fsync" else 0,
             fs=fs or OS,
         )
         try:
@@ -276,6 +303,7 @@ class Journal:
         if self.readonly:
             if not fs.is_regular(self._manifest_path):
                 raise JournalError(f"{self.root} is not an agcx journal (no MANIFEST)")
+            self._map_lock_file(os.O_RDONLY)
             with self._mutex:
                 self._catch_up(writer=False)
             return
@@ -293,13 +321,69 @@ class Journal:
         self._lock_fd = fs.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._lock()
         try:
+            self._map_lock_file(os.O_RDWR)
+            base = self._begin_change()
             if not fs.is_regular(self._manifest_path):
                 self._create()
             with self._mutex:
                 self._catch_up(writer=True)
                 self._remove_leftovers()
+            self._end_change(base)
         finally:
             self._unlock()
+
+    def _map_lock_file(self, flags: int) -> None:
+        """Map ``LOCK``'s change counter (a writer first grows an old 16-byte file).
+
+        Without the map (a file system that cannot map, a read-only journal
+        whose ``LOCK`` was never grown) every refresh simply looks in full.
+        """
+        fd = self._lock_fd
+        try:
+            if fd is None:
+                fd = self._fs.open(self._lock_path, flags)
+            try:
+                if self._fs.fstat(fd).st_size < _LOCK_FILE_SIZE:
+                    if flags == os.O_RDONLY:
+                        return
+                    self._fs.ftruncate(fd, _LOCK_FILE_SIZE)
+                access = mmap.ACCESS_READ if flags == os.O_RDONLY else mmap.ACCESS_WRITE
+                self._lock_map = mmap.mmap(fd, _LOCK_FILE_SIZE, access=access)
+            finally:
+                if fd != self._lock_fd:
+                    self._fs.close(fd)
+        except (OSError, ValueError):
+            self._lock_map = None
+
+    def _change_counter(self) -> int | None:
+        m = self._lock_map
+        return None if m is None else int(_CHANGE.unpack_from(m, _CHANGE_OFFSET)[0])
+
+    def _begin_change(self) -> int | None:
+        """Under the lock, before touching files: make the counter odd; return it."""
+        v = self._change_counter()
+        if v is None:
+            return None
+        if not v & 1:
+            v += 1
+            _CHANGE.pack_into(self._lock_map, _CHANGE_OFFSET, v)  # type: ignore[arg-type]
+        return v
+
+    def _end_change(self, begun: int | None) -> None:
+        """The change is complete: make the counter even and remember that we saw it."""
+        if begun is None:
+            return
+        v = (begun + 1) & 0xFFFF_FFFF_FFFF_FFFF
+        _CHANGE.pack_into(self._lock_map, _CHANGE_OFFSET, v)  # type: ignore[arg-type]
+        self._seen_change = v
+
+    @property
+    def foreign_changes(self) -> int:
+        """How many times this journal adopted a change it did not append itself:
+        another process's records, or a new manifest (another process's roll,
+        or any compaction or purge). Unchanged means the log grew only by this
+        journal's own appends."""
+        return self._foreign_changes
 
     def _create(self) -> None:
         """Start an empty journal: its first segment, then the manifest naming it.
@@ -359,12 +443,14 @@ class Journal:
         except OSError:
             return
         try:
+            base = self._begin_change()
             self._catch_up(writer=True)
             assert self._manifest is not None
             seg = self._segs[-1]
             if not self._manifest.segments[-1].sealed and seg.file_size() > seg.scanned_to:
                 self._fs.ftruncate(seg.fd, seg.scanned_to)
                 seg.alloc_end = seg.scanned_to
+            self._end_change(base)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
@@ -407,6 +493,10 @@ class Journal:
             return
 
     def _release_fds(self) -> None:
+        if self._lock_map is not None:
+            with contextlib.suppress(OSError, ValueError, BufferError):
+                self._lock_map.close()
+            self._lock_map = None
         for s in self._segs:
             s.close()
         self._segs = []
@@ -466,8 +556,13 @@ class Journal:
             delay = min(delay * 2, 0.002)
         # The holder's pid, for the JournalBusy message of whoever waits next
         # (only a hint: failing to write it must not leave the lock held).
-        with contextlib.suppress(OSError):
-            self._fs.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
+        pid = b"%-15d\n" % os.getpid()
+        if self._lock_map is not None:
+            if self._lock_map[:16] != pid:
+                self._lock_map[:16] = pid
+        else:
+            with contextlib.suppress(OSError):
+                self._fs.pwrite(fd, pid, 0)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -561,6 +656,7 @@ class Journal:
         # in-memory copies of recent ones may no longer be what the log holds.
         self._recent.clear()
         self._recent_bytes = 0
+        self._foreign_changes += 1
         data = self._hold_manifest()
         m = decode_manifest(data, self._manifest_path)
         old = self._manifest
@@ -623,7 +719,10 @@ class Journal:
         if self._manifest.segments[-1].sealed:
             return
         active = self._segs[-1]
+        before = active.scanned_to
         stop = active.scan_forward(None, self.max_record_size)
+        if active.scanned_to != before:
+            self._foreign_changes += 1
         if stop.kind != ScanStop.END and writer:
             self._cut_tail(active, stop)
 
@@ -831,25 +930,40 @@ class Journal:
             self._load_manifest()
 
     def _submit(self, batch: _Batch) -> list[int]:
+        # Group commit: the first thread in leads and commits everything queued
+        # meanwhile; the others sleep on their batch's own lock. When the
+        # leader is done it wakes each batch of its group and hands the lead to
+        # the first batch queued during its commit: one wake-up per batch, no
+        # herd of threads re-checking a shared condition.
         self._check_writable()
         with self._cv:
             self._queue.append(batch)
-            while not batch.done and self._leader_active:
-                self._cv.wait()
-            if not batch.done:
+            lead = not self._leader_active
+            if lead:
                 self._leader_active = True
-                group, self._queue = self._queue, []
             else:
-                group = []
-        if group:
+                batch.wake = wake = _new_lock()
+                wake.acquire()
+        if not lead:
+            wake.acquire()
+        if not batch.done:
+            with self._cv:
+                group, self._queue = self._queue, []
             try:
                 self._commit(group)
             finally:
                 with self._cv:
                     for b in group:
                         b.done = True
-                    self._leader_active = False
-                    self._cv.notify_all()
+                    successor = self._queue[0] if self._queue else None
+                    if successor is None:
+                        self._leader_active = False
+                        self._cv.notify_all()  # close() may be waiting for the last commit
+                for b in group:
+                    if b is not batch:
+                        b.wake.release()
+                if successor is not None:
+                    successor.wake.release()
         if batch.error is not None:
             raise batch.error
         return batch.seqs
@@ -920,10 +1034,16 @@ class Journal:
             for b in group:
                 b.error = exc
             return
+        begun: int | None = None
         try:
             with self._mutex:
                 self._in_commit = True
-                self._catch_up(writer=True)
+                seen = self._change_counter()
+                begun = self._begin_change()
+                # Unchanged since our last look: no other process wrote, and no
+                # holder died mid-commit (that would have left the counter odd).
+                if seen is None or seen & 1 or seen != self._seen_change:
+                    self._catch_up(writer=True)
             for b in group:
                 if b.prepare is not None:
                     try:
@@ -935,7 +1055,9 @@ class Journal:
             live = [b for b in group if b.error is None]
             self._write_group(live)
             self._remember_recent([r for b in live for r in b.records])
+            self._end_change(begun)
         except OSError as exc:
+            # The counter stays odd: the next holder checks the tail in full.
             self._poisoned = exc
             err = JournalPoisoned(f"write to journal {self.root} failed: {exc}; reopen it")
             err.__cause__ = exc
@@ -1082,10 +1204,14 @@ class Journal:
             # While this process commits it holds the lock: nobody else can
             # append, and its own records are indexed when the commit ends.
             if not self._in_commit:
-                try:
-                    self._catch_up(writer=False)
-                except OSError as exc:
-                    raise self._io_error("read", exc) from exc
+                seen = self._change_counter()
+                if seen is None or seen & 1 or seen != self._seen_change:
+                    try:
+                        self._catch_up(writer=False)
+                    except OSError as exc:
+                        raise self._io_error("read", exc) from exc
+                    if seen is not None and not seen & 1:
+                        self._seen_change = seen
             return self._segs[-1].last_seq if self._segs else 0
 
     @property

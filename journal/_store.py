@@ -678,6 +678,9 @@ class SessionStore(_Queries):
             return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):
+            # Read before catching up: any change of another process adopted
+            # from here on makes ``prepare`` look at the log again.
+            foreign = self._journal.foreign_changes
             self._sync()
             with self._runner.lock:
                 chain = self._contents.chains.get(sid.bytes)
@@ -704,6 +707,11 @@ class SessionStore(_Queries):
             def prepare() -> list[Entry] | None:
                 # Under the commit lock, caught up with every process: if the
                 # session changed since we chose the base, write it whole.
+                # Only another process can have changed it (this one's savers
+                # of the session wait for our stripe lock), and only if the
+                # journal adopted another process's change meanwhile.
+                if first is not entry or self._journal.foreign_changes == foreign:
+                    return None
                 self._sync()
                 with self._runner.lock:
                     ch = self._contents.chains.get(sid.bytes)

@@ -104,17 +104,31 @@ class ProjectionRunner:
     def apply_own(self, records: Sequence[Record]) -> bool:
         """Apply records this process just committed, without reading them back.
 
-        Only when they directly follow what was applied (else the next
-        :meth:`catch_up` reads them, with whatever came in between). Returns
-        whether they were applied.
+        When other batches of the same group commit precede them, those are
+        applied first (the journal keeps its own recent records in memory); if
+        anything else came in between, nothing is applied and the next
+        :meth:`catch_up` reads it all in order. Returns whether ``records`` are
+        applied now.
         """
         with self.lock:
-            if not records or records[0].seq != self.seq + 1:
+            if not records:
                 return False
+            if records[-1].seq <= self.seq:
+                return True  # already applied with the rest of its group commit
             if self.until_seq is not None and records[-1].seq > self.until_seq:
                 return False
             if self.journal.manifest.horizon_seq != self.horizon_seq:
                 return False
+            first = records[0].seq
+            if first > self.seq + 1:
+                # Other batches of the same group commit (this process's own,
+                # kept in memory) come first: apply them too, in seq order.
+                gap = self.journal.recent_records(self.seq + 1, first - 1)
+                if gap is None:
+                    return False
+                records = [*gap, *records]
+            elif first <= self.seq:
+                records = [r for r in records if r.seq > self.seq]
             for rec in records:
                 self._apply(rec)
             self._note_applied(len(records))

@@ -186,7 +186,9 @@ def test_a_failure_writing_the_lock_holder_hint_neither_fails_nor_keeps_the_lock
         with Journal.open(root, lock_timeout=0.5) as other:  # not JournalBusy
             other.append(1, "b")
         j.append(1, "c")
-    assert fs.failed == 3
+    # Only the first hint goes through pwrite (taken on open, before LOCK is
+    # mapped); later ones are stores into the mapped page, with no I/O to fail.
+    assert fs.failed == 1
     with Journal.open(root, readonly=True) as j:
         assert [j.decode(r) for r in j.scan()] == ["a", "b", "c"]
 
