@@ -43,6 +43,7 @@ import threading
 import time
 import zlib
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -233,7 +234,8 @@ class Journal:
         self._tail_cuts = 0
         # This process's latest durable records, so its own projections (and
         # readers in other threads) apply them without reading them back.
-        self._recent: dict[int, Record] = {}
+        # (An OrderedDict: dropping the oldest of a plain dict rescans its holes.)
+        self._recent: OrderedDict[int, Record] = OrderedDict()
         self._recent_bytes = 0
 
     # -- opening and closing -------------------------------------------------------------
@@ -975,8 +977,7 @@ class Journal:
                 recent[r.seq] = r
                 self._recent_bytes += len(r.payload)
             while recent and (len(recent) > _RECENT_RECORDS or self._recent_bytes > _RECENT_BYTES):
-                oldest = next(iter(recent))
-                self._recent_bytes -= len(recent.pop(oldest).payload)
+                self._recent_bytes -= len(recent.popitem(last=False)[1].payload)
 
     def recent_records(self, from_seq: int, until_seq: int) -> list[Record] | None:
         """Records ``from_seq..until_seq`` if this process wrote them all lately

@@ -70,6 +70,7 @@ from journal._model import (
 from journal._segment import Record
 
 # Submodules, not the package: importing ``projections`` first must work too.
+from projections._base import unpack_all
 from projections._contents import SessionContents
 from projections._index import SessionIndex
 from projections._runner import ProjectionRunner
@@ -306,15 +307,21 @@ class _Queries:
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        ckpts = chain.checkpoints.values()
-        stored = chain.stored + sum(c[1] for c in ckpts)
-        raw = chain.raw + sum(c[2] for c in ckpts)
+        stored, raw = chain.stored, chain.raw
+        ckpts = chain.checkpoints
+        if ckpts:  # most sessions have none: no generators, no sort
+            stored += sum(c[1] for c in ckpts.values())
+            raw += sum(c[2] for c in ckpts.values())
         # The store-owned fields go into the wire map, decoded once: cheaper
         # than decoding and then evolving (which validates every field again).
         filled = dict(wire)
         filled["fs"] = stored
         filled["cr"] = round(raw / stored, 3) if stored else 1.0
-        filled["ck"] = sorted((c[3] for c in ckpts), key=lambda w: (w["at"], w["id"]))
+        filled["ck"] = (
+            sorted((c[3] for c in ckpts.values()), key=lambda w: (w["at"], w["id"]))
+            if ckpts
+            else []
+        )
         meta = metadata_from_wire(filled)
         self._meta_cache[sid] = (stamp, meta)
         return meta
@@ -323,9 +330,15 @@ class _Queries:
         """Every live session, most recently accessed first."""
         self._sync()
         with self._runner.lock:
-            metas = [self._metadata(sid) for sid in self._index.sessions]
-        metas.sort(key=lambda m: (m.last_accessed, m.id.bytes), reverse=True)
-        return metas
+            sessions = self._index.sessions
+            # Every entry is read: those still packed since the restore are
+            # decoded in one pass first.
+            unpack_all(sessions)
+            unpack_all(self._contents.chains)
+            pairs = [(self._metadata(sid), sid) for sid in sessions]
+        # The id's bytes are the key's own: cheaper than ``UUID.bytes``.
+        pairs.sort(key=lambda p: (p[0].last_accessed, p[1]), reverse=True)
+        return [m for m, _ in pairs]
 
     def search_sessions(self, query: str) -> list[SessionMetadata]:
         """Sessions whose title or any tag contains ``query`` (case-insensitive)."""

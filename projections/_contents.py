@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from journal._events import EventType
 from journal._segment import Record
+from projections._base import pack_entries, unpack_entries
 
 __all__ = ["Chain", "SessionContents"]
 
@@ -64,32 +67,54 @@ class Chain:
 
     @classmethod
     def from_state(cls, s: list[Any]) -> Chain:
-        # Runs once per session on every open: no __init__, no copies (msgpack
-        # already gave fresh lists, bytes keys and lists of checkpoint fields).
+        # No __init__, no copies: msgpack already gave fresh lists, bytes keys
+        # and lists of checkpoint fields.
+        if type(s) is not list or len(s) != 8:
+            raise TypeError("malformed chain state")
         c = cls.__new__(cls)
         c.seqs, c.messages, c.full_bytes, c.delta_bytes, c.stored, c.raw, c.checkpoints, c.born = s
         c.changes = 0
-        if type(c.seqs) is not list or type(c.checkpoints) is not dict:
+        if type(c.seqs) is not list or not c.seqs or type(c.checkpoints) is not dict:
             raise TypeError("malformed chain state")
         return c
 
 
 class SessionContents:
-    """Live sessions' chains keyed by 16-byte session id."""
+    """Live sessions' chains keyed by 16-byte session id.
+
+    Restored from a snap, ``chains`` stays one packed blob until first used,
+    then becomes a :class:`~projections._base.PackedEntries` whose chains are
+    decoded when first read.
+    """
 
     name = "contents"
-    version = 1
+    version = 2  # 2: each session's chain packed on its own (decoded on first use)
 
     def __init__(self) -> None:
-        self.chains: dict[bytes, Chain] = {}
+        self._chains: dict[bytes, Chain] = {}
+        self._packed: bytes | None = None  # the snap's chains, not unpacked yet
+
+    @property
+    def chains(self) -> dict[bytes, Chain]:
+        """Live sessions' chains by id (unpacked from the snap on first use)."""
+        if self._packed is not None:
+            self._chains = unpack_entries(self._packed, _unpack_chain, _SOURCE)
+            self._packed = None
+        return self._chains
+
+    @chains.setter
+    def chains(self, value: dict[bytes, Chain]) -> None:
+        self._chains = value
+        self._packed = None
 
     def apply(self, rec: Record, event: dict[str, Any]) -> None:
         t = rec.event_type
         sid = rec.session
+        chains = self._chains if self._packed is None else self.chains
         if t == EventType.SESSION_SAVED:
-            chain = self.chains.get(sid)
+            chain = chains.get(sid)
             if chain is None:
-                chain = self.chains[sid] = Chain()
+                chain = chains[sid] = Chain()
                 chain.born = rec.seq
             size, raw = rec.size, event["_raw"]
             base = event.get("base", 0)
@@ -108,15 +133,15 @@ class SessionContents:
             chain.messages = event["n"]
             chain.changes += 1
         elif t in (EventType.SESSION_DELETED, EventType.SESSION_PURGED):
-            self.chains.pop(sid, None)
+            dict.pop(chains, sid, None)  # gone: not decoded first if still packed
         elif t == EventType.CHECKPOINT_CREATED:
-            chain = self.chains.get(sid)
+            chain = chains.get(sid)
             if chain is not None:
                 meta = event["meta"]
                 chain.checkpoints[bytes(meta["id"])] = [rec.seq, rec.size, event["_raw"], meta]
                 chain.changes += 1
         elif t == EventType.CHECKPOINT_DELETED:
-            chain = self.chains.get(sid)
+            chain = chains.get(sid)
             if chain is not None:
                 chain.checkpoints.pop(bytes(event["id"]), None)
                 chain.changes += 1
@@ -128,10 +153,29 @@ class SessionContents:
         )
 
     def to_state(self) -> Any:
-        return {k: c.to_state() for k, c in self.chains.items()}
+        # Never unpacked since the restore: written back as it was read.
+        packed = self._packed if self._packed is not None else pack_entries(self._chains, _pack)
+        return {"c": packed}
 
     def load_state(self, state: Any) -> None:
-        from_state = Chain.from_state
-        self.chains = {k: from_state(v) for k, v in state.items()}
-        if any(type(k) is not bytes for k in self.chains):
+        packed = state["c"]
+        if type(packed) is not bytes:
             raise TypeError("malformed contents state")
+        self._chains = {}
+        self._packed = packed
+
+    def plain_state(self) -> Any:
+        return {k: c.to_state() for k, c in self.chains.items()}
+
+
+_SOURCE = "projections/contents.snap"
+
+
+def _pack(chain: Chain) -> bytes:
+    packed: bytes = msgpack.packb(chain.to_state(), use_bin_type=True)
+    return packed
+
+
+def _unpack_chain(sid: bytes, packed: bytes) -> Chain:
+    # msgpack bounds every length by the input's (the snap's checksum passed).
+    return Chain.from_state(msgpack.unpackb(packed, strict_map_key=False))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from journal._events import EventType
 from journal._segment import Record
+from projections._base import pack_entries, unpack_entries
 
 __all__ = ["SessionIndex"]
 
@@ -20,32 +23,52 @@ class SessionIndex:
     later tag, favorite, rename and touch events; the store turns it into a
     ``SessionMetadata`` when asked. ``imports`` remembers the SHA-256 of every
     legacy file imported, so a second import adds nothing.
+
+    Restored from a snap, ``sessions`` stays one packed blob until first
+    used, then becomes a :class:`~projections._base.PackedEntries` whose
+    per-session maps are decoded when first read: opening a store costs the
+    same however many sessions it holds.
     """
 
     name = "index"
-    version = 1
+    version = 2  # 2: each session's map packed on its own (decoded on first use)
 
     def __init__(self) -> None:
-        self.sessions: dict[bytes, dict[str, Any]] = {}
+        self._sessions: dict[bytes, dict[str, Any]] = {}
+        self._packed: bytes | None = None  # the snap's sessions, not unpacked yet
         self.imports: dict[str, int] = {}
         self.changes = 0  # bumped on every change, so callers can cache derived views
         self.versions: dict[bytes, int] = {}  # per session: ``changes`` when it last changed
 
+    @property
+    def sessions(self) -> dict[bytes, dict[str, Any]]:
+        """Live sessions' metadata wire maps by id (unpacked from the snap on first use)."""
+        if self._packed is not None:
+            self._sessions = unpack_entries(self._packed, _unpack_meta, _SOURCE)
+            self._packed = None
+        return self._sessions
+
+    @sessions.setter
+    def sessions(self, value: dict[bytes, dict[str, Any]]) -> None:
+        self._sessions = value
+        self._packed = None
+
     def apply(self, rec: Record, event: dict[str, Any]) -> None:
         t = rec.event_type
         sid = rec.session
+        sessions = self._sessions if self._packed is None else self.sessions
         if t == EventType.SESSION_SAVED:
             meta = dict(event["meta"])
             meta.pop("ck", None)  # checkpoints are the store's, from checkpoint events
-            self.sessions[sid] = meta
+            sessions[sid] = meta
         elif t in (EventType.SESSION_DELETED, EventType.SESSION_PURGED):
-            self.sessions.pop(sid, None)
+            dict.pop(sessions, sid, None)  # gone: not decoded first if still packed
             self.versions.pop(sid, None)
         elif t == EventType.LEGACY_IMPORTED:
             self.imports[event["sha256"]] = rec.seq
             return
         else:
-            edited = self.sessions.get(sid)
+            edited = sessions.get(sid)
             if edited is None:
                 return
             meta = edited
@@ -66,15 +89,34 @@ class SessionIndex:
         self.versions[sid] = self.changes
 
     def to_state(self) -> Any:
-        return {"s": self.sessions, "i": self.imports}
+        # Never unpacked since the restore: written back as it was read.
+        packed = self._packed if self._packed is not None else pack_entries(self._sessions, _pack)
+        return {"s": packed, "i": self.imports}
 
     def load_state(self, state: Any) -> None:
-        # msgpack gave fresh dicts with bytes keys: taken as they are, checked.
-        sessions, imports = state["s"], state["i"]
-        if type(sessions) is not dict or type(imports) is not dict:
+        packed, imports = state["s"], state["i"]
+        if type(packed) is not bytes or type(imports) is not dict:
             raise TypeError("malformed index state")
-        if any(type(k) is not bytes or type(v) is not dict for k, v in sessions.items()):
-            raise TypeError("malformed index state")
-        self.sessions = sessions
+        self._sessions = {}
+        self._packed = packed
         self.imports = imports
         self.changes += 1
+
+    def plain_state(self) -> Any:
+        return {"s": dict(self.sessions.items()), "i": self.imports}
+
+
+_SOURCE = "projections/index.snap"
+
+
+def _pack(meta: dict[str, Any]) -> bytes:
+    packed: bytes = msgpack.packb(meta, use_bin_type=True)
+    return packed
+
+
+def _unpack_meta(sid: bytes, packed: bytes) -> dict[str, Any]:
+    # msgpack bounds every length by the input's (the snap's checksum passed).
+    meta = msgpack.unpackb(packed, strict_map_key=False)
+    if type(meta) is not dict:
+        raise TypeError(f"metadata is a {type(meta).__name__}, not a map")
+    return meta

@@ -20,9 +20,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
-import zstandard
 
-from journal._codec import Codec, unpack_bounded
+from journal._codec import unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
 from journal._events import stored_raw_size, upcast
 from journal._log import Journal
@@ -32,7 +31,9 @@ from projections._base import Projection
 __all__ = ["ProjectionRunner"]
 
 _SNAP_MAGIC = b"AGCP"
-_SNAP_VERSION = 1
+# 2: the body is plain msgpack (version 1 compressed it whole); projections
+# compress their own large parts and unpack them when first used.
+_SNAP_VERSION = 2
 _SNAP_HEADER = struct.Struct("<4sHHII")  # magic, version, reserved, body_len, crc
 _MAX_SNAP = 1 << 30
 
@@ -67,7 +68,6 @@ class ProjectionRunner:
         self._persisted: tuple[int, int | None] | None = None  # (seq, horizon) of the snaps
         self.replayed = 0
         self._since_persist = 0
-        self._codec = Codec(max_payload=_MAX_SNAP)
 
     # -- replay --------------------------------------------------------------------------
 
@@ -224,7 +224,7 @@ class ProjectionRunner:
                 return None
             if zlib.crc32(body) != crc:
                 return None
-            snap = unpack_bounded(self._codec.decompress(body))
+            snap = unpack_bounded(body)
             j = self.journal
             m = j.manifest
             if (
@@ -273,20 +273,17 @@ class ProjectionRunner:
             with contextlib.suppress(FileExistsError):
                 fs.mkdir(self.snap_dir, 0o700)
             sync = self.journal.durability != "none"
-            cctx = zstandard.ZstdCompressor(level=3, write_content_size=True)
             for p in self.projections:
-                body = cctx.compress(
-                    msgpack.packb(
-                        {
-                            "jid": self.journal.journal_id,
-                            "pv": p.version,
-                            "seq": self.seq,
-                            "ts": self.ts_ns,
-                            "hs": self.journal.manifest.horizon_seq,
-                            "state": p.to_state(),
-                        },
-                        use_bin_type=True,
-                    )
+                body = msgpack.packb(
+                    {
+                        "jid": self.journal.journal_id,
+                        "pv": p.version,
+                        "seq": self.seq,
+                        "ts": self.ts_ns,
+                        "hs": self.journal.manifest.horizon_seq,
+                        "state": p.to_state(),
+                    },
+                    use_bin_type=True,
                 )
                 head = _SNAP_HEADER.pack(_SNAP_MAGIC, _SNAP_VERSION, 0, len(body), zlib.crc32(body))
                 fs.write_file_atomic(self._snap_path(p), head + body, sync=sync)

@@ -30,3 +30,6 @@ class EventStatistics:
     def load_state(self, state: Any) -> None:
         self.counts = {int(k): v for k, v in state["c"].items()}
         self.bytes = {int(k): v for k, v in state["b"].items()}
+
+    def plain_state(self) -> Any:
+        return self.to_state()

@@ -124,7 +124,7 @@ def replay(
 
 
 def _differences(mine: Projection, theirs: Projection) -> list[str]:
-    a, b = _canonical(mine.to_state()), _canonical(theirs.to_state())
+    a, b = _canonical(mine.plain_state()), _canonical(theirs.plain_state())
     if a == b:
         return []
     detail = ""
