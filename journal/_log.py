@@ -66,7 +66,9 @@ from journal._errors import (
     RecordTooLarge,
 )
 from journal._format import (
+    BODY_HEADER,
     CONTINUED,
+    FRAME_HEADER,
     HEADER_SIZE,
     NO_SESSION,
     RECORD_OVERHEAD,
@@ -96,6 +98,7 @@ _QUARANTINE = "quarantine"
 _RECENT_RECORDS = 4096
 _RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
+_READ_MANY_CHUNK = 16 << 10  # bytes a read_many pread asks for (more for a longer record)
 _MAX_TAIL = 16 << 20
 # LOCK: the holder's pid as text (16 bytes), then the u64 change counter.
 _LOCK_FILE_SIZE = 64
@@ -1273,6 +1276,101 @@ class Journal:
             if rec.seq == seq:
                 return rec
         raise RecordNotFound(f"no record with seq {seq}")
+
+    def read_many(self, seqs: Iterable[int]) -> list[Record]:
+        """The records with these seqs, in the order given (repeats allowed).
+
+        One :meth:`refresh` for all of them; each segment's records are read in
+        file order, and records that lie close together come from one ``pread``.
+        :class:`RecordNotFound` if any seq has no record (as :meth:`read`);
+        damage where the index says a record is raises :class:`CorruptJournal`
+        naming the segment and the offset.
+        """
+        want = list(seqs)
+        for seq in want:
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise InvalidArgument(f"seq must be an int, got {type(seq).__name__}")
+        try:
+            found = self._read_many(sorted(set(want)))
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+        return [found[s] for s in want]
+
+    def _read_many(self, seqs: list[int]) -> dict[int, Record]:
+        found: dict[int, Record] = {}
+        if not seqs:
+            return found
+        last = self.refresh()
+        for seq in (seqs[0], seqs[-1]):
+            if not 1 <= seq <= last:
+                raise RecordNotFound(f"no record with seq {seq} (last seq is {last})")
+        segs, infos = self._snapshot()
+        bases = [s.base_seq for s in segs]
+        k = 0
+        while k < len(seqs):
+            i = bisect_right(bases, seqs[k]) - 1
+            if i < 0:
+                raise RecordNotFound(f"no record with seq {seqs[k]} (folded by compaction)")
+            end = bisect_right(seqs, bases[i + 1] - 1, k) if i + 1 < len(segs) else len(seqs)
+            self._read_in_segment(i, segs[i], infos[i], seqs[k:end], found)
+            k = end
+        return found
+
+    def _read_in_segment(
+        self, i: int, seg: Segment, info: SegmentInfo, seqs: list[int], found: dict[int, Record]
+    ) -> None:
+        """Read ``seqs`` (ascending, all within ``seg``'s indexed data) into ``found``.
+
+        From the sparse index entry before each seq, frames are stepped over by
+        their lengths (the data up to ``limit`` was checked whole when it was
+        indexed); the record read is checked again: length, seq, CRC.
+        """
+        if info.sealed:
+            self._ensure_indexed(i)
+            limit = info.length
+        else:
+            limit = seg.scanned_to  # whole, indexed records up to here (the refresh above)
+        fd, path, pread = seg.fd, seg.path, self._fs.pread
+        max_len = self.max_record_size
+        unpack_frame, unpack_body = FRAME_HEADER.unpack_from, BODY_HEADER.unpack_from
+        buf = b""
+        buf_off = 0  # file offset of buf[0]
+        pos, prev_seq = -1, 0  # the next frame to look at, and the seq of the one before it
+        for seq in seqs:
+            off, pseq, _ = seg.offset_for_seq(seq)
+            if pos < off:
+                # The last walk ended before this seq's index entry: start there.
+                pos, prev_seq = off, pseq
+            while True:
+                if pos >= limit:
+                    raise RecordNotFound(f"no record with seq {seq}")
+                rel = pos - buf_off
+                if rel < 0 or pos + RECORD_OVERHEAD > buf_off + len(buf):
+                    buf, buf_off, rel = pread(fd, min(_READ_MANY_CHUNK, limit - pos), pos), pos, 0
+                    if len(buf) < RECORD_OVERHEAD:
+                        raise CorruptJournal(path, pos, f"data ends where seq {seq} should be")
+                body_len, crc = unpack_frame(buf, rel)
+                if not RECORD_OVERHEAD - 8 <= body_len <= max_len or pos + 8 + body_len > limit:
+                    raise CorruptJournal(path, pos, f"{ScanStop.BAD_LENGTH} before seq {seq}")
+                (fseq, ts, etype, codec, _, session) = unpack_body(buf, rel + 8)
+                if fseq <= prev_seq:
+                    raise CorruptJournal(path, pos, f"{ScanStop.BAD_SEQ} before seq {seq}")
+                if fseq < seq:
+                    pos, prev_seq = pos + 8 + body_len, fseq
+                    continue
+                if fseq > seq:
+                    raise RecordNotFound(f"no record with seq {seq}")
+                if rel + 8 + body_len > len(buf):
+                    buf, buf_off, rel = pread(fd, 8 + body_len, pos), pos, 0
+                    if len(buf) < 8 + body_len:
+                        raise CorruptJournal(path, pos, f"data ends inside seq {seq}")
+                body = memoryview(buf)[rel + 8 : rel + 8 + body_len]
+                if zlib.crc32(body) != crc:
+                    raise CorruptJournal(path, pos, f"{ScanStop.BAD_CRC} (seq {seq})")
+                payload = bytes(body[RECORD_OVERHEAD - 8 :])
+                found[seq] = Record(seq, ts, etype, session, codec, payload, seg.base_seq, pos)
+                pos, prev_seq = pos + 8 + body_len, seq
+                break
 
     def _snapshot(self) -> tuple[list[Segment], tuple[SegmentInfo, ...]]:
         with self._mutex:

@@ -41,6 +41,7 @@ msgpack-native (lists, not tuples; str map keys if the codec unpacks with
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -517,7 +518,14 @@ class MessageSnapshot:
     item: ResponseItem = attrs.field(validator=_v_item)
     timestamp: datetime = attrs.field(converter=_utc)
     turn_index: int = attrs.field(validator=_v_u64)
-    metadata: MessageMetadata = attrs.field(factory=MessageMetadata, validator=_v_message_metadata)
+    # The default is built without re-running MessageMetadata's validators on
+    # its own constants (the validator below still checks what is passed).
+    metadata: MessageMetadata = attrs.field(
+        factory=lambda: _default_message_metadata(), validator=_v_message_metadata
+    )
+
+
+_JUST_MESSAGE_SNAPSHOT = frozenset([MessageSnapshot])
 
 
 @attrs.frozen
@@ -568,6 +576,14 @@ class ConversationContext:
 
 
 def _messages_tuple(value: Iterable[MessageSnapshot]) -> tuple[MessageSnapshot, ...]:
+    # Runs on every save over the whole conversation: a tuple whose elements
+    # are all exactly MessageSnapshot (each validated when it was built) is
+    # accepted by one scan in C; anything else (a subclass, a wrong element, a
+    # list, ...) goes through the general check, which raises as before.
+    if type(value) is tuple and (
+        not value or frozenset(map(type, value)) == _JUST_MESSAGE_SNAPSHOT
+    ):
+        return value
     return _typed_seq(value, MessageSnapshot, "MessageSnapshot")
 
 
@@ -576,13 +592,17 @@ def _v_context(inst: object, a: attrs.Attribute[Any], v: object) -> None:
         raise _bad(inst, a, "ConversationContext", v)
 
 
+# Immutable, so one instance serves as every conversation's default context.
+_DEFAULT_CONTEXT = ConversationContext()
+
+
 @attrs.frozen
 class ConversationSnapshot:
     """A conversation: its messages, context and mode changes."""
 
     id: UUID = attrs.field(validator=_v_uuid)
     messages: tuple[MessageSnapshot, ...] = attrs.field(default=(), converter=_messages_tuple)
-    context: ConversationContext = attrs.field(factory=ConversationContext, validator=_v_context)
+    context: ConversationContext = attrs.field(default=_DEFAULT_CONTEXT, validator=_v_context)
     mode_history: tuple[tuple[OperatingMode, datetime], ...] = attrs.field(
         default=(), converter=_mode_history
     )
@@ -1061,6 +1081,27 @@ def _uuid_direct_is_exact() -> bool:
 
 
 _uuid = _uuid_direct if _uuid_direct_is_exact() else _uuid_plain
+
+# The version and variant bits of a random (version 4) UUID, as uuid.UUID sets them.
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+_urandom = os.urandom
+
+
+def _uuid4_direct() -> UUID:
+    """``uuid.uuid4()``, built as ``_uuid_direct`` builds (the same value and slots)."""
+    u: UUID = _new_object(UUID)
+    _uuid_set_int(u, _int_from_bytes(_urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
+    _uuid_set_is_safe(u, _UUID_SAFE_UNKNOWN)
+    return u
+
+
+_uuid4 = _uuid4_direct if _uuid is _uuid_direct else uuid4
+
+
+def _default_message_metadata() -> MessageMetadata:
+    """``MessageMetadata()``: every field at its default, a random message id."""
+    return _new_default_message_metadata(_uuid4())
 
 
 def _opt_uuid(b: object) -> UUID | None:

@@ -641,3 +641,97 @@ def test_a_stale_or_damaged_tail_hint_is_ignored(root: Path, damage: str) -> Non
     with Journal.open(root) as j:
         assert payloads(j) == expected
         assert j.append(1, "next") == len(expected) + 1
+
+
+# -- reading several records at once (read_many) ---------------------------------------------
+
+
+def _varied_journal(root: Path, **opts: object) -> list[int]:
+    """Records of 0 B to 40 KiB (some longer than one read), over several segments."""
+    rng = random.Random(3)
+    sizes = [rng.choice([0, 10, 300, 2000, 5000, 20_000, 40_000]) for _ in range(400)]
+    with Journal.open(root, **opts) as j:  # type: ignore[arg-type]
+        seqs = []
+        for k in range(0, 400, 7):
+            seqs += j.append_many(
+                [Entry(1 + i % 3, os.urandom(n), uuid4()) for i, n in enumerate(sizes[k : k + 7])]
+            )
+    return seqs
+
+
+@pytest.mark.parametrize("seg_size", [64 << 10, 64 << 20])
+def test_read_many_returns_what_read_returns_in_the_order_asked(root: Path, seg_size: int) -> None:
+    seqs = _varied_journal(root, segment_size=seg_size, preallocate=0)
+    rng = random.Random(5)
+    with Journal.open(root, segment_size=seg_size) as j:
+        asks = [
+            seqs,
+            seqs[::-1],
+            rng.sample(seqs, 60) + rng.sample(seqs, 5),  # unsorted, with repeats
+            [seqs[0]],
+            [seqs[-1], seqs[-1]],
+            list(range(100, 140)),
+            [],
+        ]
+        for ask in asks:
+            assert j.read_many(ask) == [j.read(s) for s in ask]
+        assert j.read_many(iter(seqs[:3])) == [j.read(s) for s in seqs[:3]]
+
+
+def test_read_many_of_a_missing_seq_raises_record_not_found(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "a", segment_size=4096) as a:
+        a.append_many([Entry(1, {"i": i}) for i in range(300)])
+        src = [r for r in a.scan() if r.seq % 3]  # seqs 3, 6, 9 ... are gaps
+    with Journal.open(tmp_path / "b", segment_size=4096) as b:
+        b.copy_records(src)
+        assert [b.decode(r)["i"] for r in b.read_many([1, 2, 4, 298])] == [0, 1, 3, 297]
+        for ask in ([0], [301], [1, 2, 3], [150], [299, 300], [-1, 5]):
+            with pytest.raises(RecordNotFound):
+                b.read_many(ask)
+        for bad in (["1"], [1.0], [True]):
+            with pytest.raises(InvalidArgument):
+                b.read_many(bad)  # type: ignore[list-item]
+
+
+def test_read_many_reads_records_that_lie_together_with_one_pread(root: Path) -> None:
+    class CountingFS(FileSystem):
+        preads = 0
+
+        def pread(self, fd: int, size: int, offset: int) -> bytes:
+            CountingFS.preads += 1
+            return super().pread(fd, size, offset)
+
+    with Journal.open(root) as j:
+        j.append_many([Entry(1, os.urandom(100)) for _ in range(5000)])
+    with Journal.open(root, fs=CountingFS()) as j:
+        j.refresh()
+        CountingFS.preads = 0
+        recs = j.read_many(range(2000, 2040))  # ~6 KiB together
+        assert [r.seq for r in recs] == list(range(2000, 2040))
+        assert CountingFS.preads <= 2
+
+
+@pytest.mark.parametrize("where", ["sealed", "active"])
+def test_read_many_reports_damage_with_the_segment_and_offset(root: Path, where: str) -> None:
+    with Journal.open(root, segment_size=64 << 10, preallocate=0) as j:
+        j.append_many([Entry(1, os.urandom(500)) for _ in range(300)])
+        recs = list(j.scan())
+    victim = recs[10] if where == "sealed" else recs[-5]
+    files = segment_files(root)
+    path = files[0] if where == "sealed" else files[-1]
+    assert victim.segment == int(path.name.split(".")[0].split("-")[0])
+    with Journal.open(root, segment_size=64 << 10) as j:
+        assert j.read_many([victim.seq]) == [victim]  # indexed, sealed segment checked
+        raw = bytearray(path.read_bytes())
+        raw[victim.offset + RECORD_OVERHEAD + 7] ^= 0x10  # a payload byte: CRC mismatch
+        path.write_bytes(bytes(raw))
+        with pytest.raises(CorruptJournal) as err:
+            j.read_many([victim.seq - 1, victim.seq])
+        assert err.value.path == str(path)
+        assert err.value.offset == victim.offset
+        raw[victim.offset + RECORD_OVERHEAD + 7] ^= 0x10
+        raw[victim.offset : victim.offset + 4] = (5).to_bytes(4, "little")  # impossible length
+        path.write_bytes(bytes(raw))
+        with pytest.raises(CorruptJournal) as err:
+            j.read_many([victim.seq, victim.seq + 1])
+        assert err.value.path == str(path) and err.value.offset == victim.offset

@@ -914,3 +914,61 @@ def test_non_utc_offset_round_trips_as_the_same_instant() -> None:
     ckpt = CheckpointMetadata(SID, "c", t, 0)
     back = checkpoint_meta_from_wire(checkpoint_meta_to_wire(ckpt))
     assert back.created_at == datetime(2025, 1, 1, 17, 0, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- cheap construction
+
+
+def test_a_message_snapshot_built_without_metadata_gets_a_fresh_random_version_4_id() -> None:
+    a = MessageSnapshot(Message("user", []), T0, 0)
+    b = MessageSnapshot(Message("user", []), T0, 0)
+    for m in (a, b):
+        mid = m.metadata.message_id
+        assert type(mid) is uuid.UUID and mid.version == 4
+        assert mid.variant == uuid.RFC_4122 and mid.is_safe is uuid.SafeUUID.unknown
+        assert pickle.loads(pickle.dumps(mid)) == mid
+        assert uuid.UUID(str(mid)) == mid and hash(uuid.UUID(bytes=mid.bytes)) == hash(mid)
+        assert attrs.evolve(m.metadata, message_id=SID) == MessageMetadata(message_id=SID)
+    assert a.metadata.message_id != b.metadata.message_id
+
+
+def test_a_conversation_takes_a_tuple_of_snapshots_as_it_is_and_checks_anything_else() -> None:
+    msgs = tuple(MessageSnapshot(Message("user", []), T0, i) for i in range(50))
+    conv = ConversationSnapshot(SID, msgs)
+    assert conv.messages is msgs
+    assert conv.context == ConversationContext() and conv.mode_history == ()
+    assert ConversationSnapshot(SID, list(msgs)) == conv
+    assert ConversationSnapshot(SID, iter(msgs)).messages == msgs
+
+    class Sub(MessageSnapshot):  # type: ignore[misc]
+        pass
+
+    sub = Sub(Message("user", []), T0, 0)
+    assert ConversationSnapshot(SID, (*msgs, sub)).messages[-1] is sub
+    bad: list[Any] = [
+        (*msgs, Message("user", [])),
+        (Message("user", []), *msgs),
+        (*msgs[:3], None, *msgs[3:]),
+        (*msgs, message_to_wire(msgs[0])),
+        "not messages",
+        {"a": msgs[0]},
+        5,
+    ]
+    for value in bad:
+        with pytest.raises(InvalidArgument, match="MessageSnapshot"):
+            ConversationSnapshot(SID, value)
+
+
+_MESSAGE_DECODERS = [m for m in FAST_PATH_MALFORMED if m[1] in (message_from_wire, item_from_wire)]
+
+
+@pytest.mark.parametrize(
+    ("why", "decode", "wire"), _MESSAGE_DECODERS, ids=[m[0] for m in _MESSAGE_DECODERS]
+)
+def test_a_list_of_messages_refuses_what_one_message_refuses(
+    why: str, decode: Callable[[Any], Any], wire: Any
+) -> None:
+    one = wire if decode is message_from_wire else {**_snap_wire(), "it": wire}
+    good = _snap_wire()
+    with pytest.raises(CorruptPayload, match="message #1"):
+        messages_from_wire([good, one, good])
