@@ -10,10 +10,14 @@ Many processes may share one journal directory. Each commit takes an exclusive
    for a reader an incomplete record may be a commit in progress);
 3. assigns seqs and timestamps, rolls to a new segment when the active one is
    full, writes all records of the group with one ``pwrite``;
-4. makes them durable (``fdatasync`` under the default policy) and releases.
+4. releases, then makes them durable (``fdatasync`` under the default policy).
 
 Threads of one process that append at the same time share one commit: the
-first becomes the leader and commits everything queued (group commit).
+first becomes the leader and commits everything queued (group commit). The
+``fdatasync`` of step 4 runs after the lock is released and the lead handed
+on, so the next group is written while this one syncs; groups are still
+acknowledged in order, each only once every group before it is durable (one
+failed sync fails every later group of the process too).
 
 Readers take no lock. Before every read the journal looks at the manifest
 (one ``stat``) and at the active segment's tail, so appends by other
@@ -185,6 +189,16 @@ class _Batch:
         self.wake: Any = None
 
 
+@attrs.define
+class _SyncJob:
+    """A written group waiting for its ``fdatasync`` (outside the commit lock)."""
+
+    ticket: int  # groups are acknowledged in ticket order
+    seg: Segment
+    notes: list[tuple[int, int, int, int]]  # offset, body_len, seq, ts: indexed once durable
+    batches: list[_Batch]
+
+
 class Journal:
     """An append-only log of event records in AGCX segment files.
 
@@ -230,6 +244,13 @@ class Journal:
         self._mutex = threading.RLock()  # guards the segment list and indexes
         self._cv = threading.Condition(threading.Lock())  # guards the commit queue
         self._queue: list[_Batch] = []
+        # Written groups whose sync is in flight: tickets issued under the lock,
+        # done in order. ``_tail`` is where the last written group ended
+        # (segment, offset, seq, ts, count) while its records are not yet indexed.
+        self._sync_cv = threading.Condition(threading.Lock())
+        self._tickets_issued = 0
+        self._tickets_done = 0
+        self._tail: tuple[Segment, int, int, int, int] | None = None
         self._leader_active = False
         self._in_commit = False
         self._poisoned: BaseException | None = None
@@ -427,6 +448,7 @@ class Journal:
             while self._leader_active:
                 self._cv.wait()
             self._closed = True
+        self._drain_syncs()
         with self._mutex:
             if not self.readonly and self._poisoned is None and self._segs:
                 with contextlib.suppress(OSError, JournalError):
@@ -891,9 +913,8 @@ class Journal:
         batch.fixed = [(r.seq, r.ts_ns) for r in recs]
 
         def check() -> None:
-            active = self._segs[-1]
-            prev_seq = active.last_seq
-            prev_ts = active.last_ts if active.count else self._last_ts_sealed()
+            with self._mutex:
+                _, prev_seq, prev_ts, _ = self._write_tail(self._segs[-1])
             for seq, ts in batch.fixed or ():
                 if seq <= prev_seq or ts < prev_ts:
                     raise InvalidArgument(
@@ -954,21 +975,25 @@ class Journal:
         if not batch.done:
             with self._cv:
                 group, self._queue = self._queue, []
+            job = None
             try:
-                self._commit(group)
+                job = self._commit(group)
             finally:
+                # Hand the lead on before syncing: the next group is written
+                # while this one's fdatasync runs.
                 with self._cv:
-                    for b in group:
-                        b.done = True
                     successor = self._queue[0] if self._queue else None
                     if successor is None:
                         self._leader_active = False
                         self._cv.notify_all()  # close() may be waiting for the last commit
-                for b in group:
-                    if b is not batch:
-                        b.wake.release()
                 if successor is not None:
                     successor.wake.release()
+                if job is not None:
+                    self._complete(job)
+                for b in group:
+                    b.done = True
+                    if b is not batch:
+                        b.wake.release()
         if batch.error is not None:
             raise batch.error
         return batch.seqs
@@ -1029,15 +1054,17 @@ class Journal:
             )
         return (e.event_type, session, codec, data)
 
-    def _commit(self, group: list[_Batch]) -> None:
-        """Leader: write every batch in ``group`` under one lock hold and one sync."""
+    def _commit(self, group: list[_Batch]) -> _SyncJob | None:
+        """Leader: write every batch in ``group`` under one lock hold; return the
+        sync still to do (policy ``fsync``), which :meth:`_complete` does."""
         try:
             self._check_writable()
             self._lock()
         except BaseException as exc:
             for b in group:
                 b.error = exc
-            return
+            return None
+        job: _SyncJob | None = None
         begun: int | None = None
         try:
             with self._mutex:
@@ -1057,8 +1084,12 @@ class Journal:
                     except BaseException as exc:
                         b.error = exc
             live = [b for b in group if b.error is None]
-            self._write_group(live)
-            self._remember_recent([r for b in live for r in b.records])
+            unsynced = self._write_group(live)
+            if unsynced is not None:
+                self._tickets_issued += 1
+                job = _SyncJob(self._tickets_issued, unsynced[0], unsynced[1], live)
+            else:
+                self._remember_recent([r for b in live for r in b.records])
             self._end_change(begun)
         except OSError as exc:
             # The counter stays odd: the next holder checks the tail in full.
@@ -1077,17 +1108,80 @@ class Journal:
                 self._in_commit = False
             with contextlib.suppress(OSError):
                 self._unlock()
+        return job
 
-    def _write_group(self, group: list[_Batch]) -> None:
+    def _complete(self, job: _SyncJob) -> None:
+        """Sync a written group, then (in ticket order) index and acknowledge it.
+
+        Several groups' syncs may run at once, on the same file or (after a
+        roll) on different ones; a group is acknowledged only once every group
+        before it is durable: a failed sync poisons the journal, and every
+        group not yet acknowledged fails with it.
+        """
+        error: OSError | None = None
+        try:
+            self._fs.fdatasync(job.seg.fd)
+        except OSError as exc:
+            error = exc
+        with self._sync_cv:
+            while self._tickets_done != job.ticket - 1:
+                self._sync_cv.wait()
+            try:
+                if error is not None and self._poisoned is None:
+                    self._poisoned = error
+                if self._poisoned is not None:
+                    err = JournalPoisoned(
+                        f"write to journal {self.root} failed: {self._poisoned}; reopen it"
+                    )
+                    err.__cause__ = self._poisoned
+                    for b in job.batches:
+                        if b.error is None:
+                            b.error = err
+                    return
+                seg = job.seg
+                with self._mutex:
+                    for offset, body_len, seq, ts in job.notes:
+                        # A catch-up after another process's commit may have
+                        # indexed them already (they were whole in the file).
+                        if offset >= seg.scanned_to:
+                            seg.note(offset, body_len, seq, ts)
+                    t = self._tail
+                    if t is not None and t[0] is seg and t[1] <= seg.scanned_to:
+                        self._tail = None
+                self._remember_recent([r for b in job.batches for r in b.records])
+            finally:
+                self._tickets_done = job.ticket
+                self._sync_cv.notify_all()
+
+    def _drain_syncs(self) -> None:
+        """Wait until every written group is synced and indexed (or failed)."""
+        with self._sync_cv:
+            while self._tickets_done != self._tickets_issued:
+                self._sync_cv.wait()
+
+    def _write_tail(self, active: Segment) -> tuple[int, int, int, int]:
+        """Where the next record goes in ``active``: (offset, last seq, last ts,
+        records), counting written groups whose sync is in flight. Holds ``_mutex``."""
+        t = self._tail
+        if t is not None and t[0] is active and t[1] > active.scanned_to:
+            return t[1], t[2], t[3], t[4]
+        ts = active.last_ts if active.count else self._last_ts_sealed()
+        return active.scanned_to, active.last_seq, ts, active.count
+
+    def _write_group(
+        self, group: list[_Batch]
+    ) -> tuple[Segment, list[tuple[int, int, int, int]]] | None:
+        """Write the group's records; return the last piece's segment and index
+        notes if it still needs its sync (policy ``fsync``), else ``None``."""
         assert self._manifest is not None
         if self._manifest.segments[-1].sealed:
             self._roll()
         active = self._segs[-1]
-        seq = active.last_seq
-        last_ts = active.last_ts if active.count else self._last_ts_sealed()
+        with self._mutex:
+            pos, seq, last_ts, count = self._write_tail(active)
+        start = pos
         pending: list[bytes] = []
         notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
-        pos = active.scanned_to
         prev_record = (0, 0, 0, 0, NO_SESSION, b"")  # the last record packed
         for b in group:
             fixed = b.fixed
@@ -1096,20 +1190,22 @@ class Journal:
             # a batch larger than a segment is split, each piece atomic on its own.
             last = len(b.encoded) - 1
             size = sum(RECORD_OVERHEAD + len(e[3]) for e in b.encoded)
-            if pos + size > self.segment_size and (active.count or pending):
-                self._flush(active, pending, notes)
+            if pos + size > self.segment_size and (count or pending):
+                self._write_now(active, start, pending, notes)
                 pending, notes = [], []
                 active = self._roll()
-                pos = active.scanned_to
+                pos = start = active.scanned_to
+                count = 0
             for k, (etype, session, codec, data) in enumerate(b.encoded):
                 frame_len = RECORD_OVERHEAD + len(data)
-                if pos + frame_len > self.segment_size and (active.count or pending):
+                if pos + frame_len > self.segment_size and (count or pending):
                     if k:  # close the piece of this oversized batch written so far
                         pending[-1] = pack_record(*prev_record)
-                    self._flush(active, pending, notes)
+                    self._write_now(active, start, pending, notes)
                     pending, notes = [], []
                     active = self._roll()
-                    pos = active.scanned_to
+                    pos = start = active.scanned_to
+                    count = 0
                 if fixed is None:
                     seq += 1
                     now = time.time_ns()
@@ -1123,17 +1219,46 @@ class Journal:
                     Record(seq, last_ts, etype, session, codec, data, active.base_seq, pos)
                 )
                 pos += frame_len
+                count += 1
                 b.seqs.append(seq)
-        self._flush(active, pending, notes)
+        if not pending:
+            return None
+        self._write(active, start, pending)
+        if self.durability != "fsync":
+            self._index(active, notes)
+            return None
+        with self._mutex:
+            self._tail = (active, pos, seq, last_ts, count)
+        return active, notes
 
-    def _flush(
-        self, seg: Segment, pending: list[bytes], notes: list[tuple[int, int, int, int]]
+    def _write_now(
+        self,
+        seg: Segment,
+        start: int,
+        pending: list[bytes],
+        notes: list[tuple[int, int, int, int]],
     ) -> None:
-        """Write records to ``seg`` in one call, sync them per policy, then index them."""
+        """Write, sync (per policy) and index a piece of a group before a roll.
+
+        The roll seals the segment at its indexed end, so the groups whose
+        sync is in flight must be indexed first, and this piece too.
+        """
         if not pending:
             return
+        self._write(seg, start, pending)
+        self._drain_syncs()
+        if self.durability == "fsync":
+            self._fs.fdatasync(seg.fd)
+        self._index(seg, notes)
+
+    def _index(self, seg: Segment, notes: list[tuple[int, int, int, int]]) -> None:
+        with self._mutex:
+            for offset, body_len, seq, ts in notes:
+                seg.note(offset, body_len, seq, ts)
+
+    def _write(self, seg: Segment, start: int, pending: list[bytes]) -> None:
+        """Write records to ``seg`` at ``start`` with one call (no sync)."""
         data = b"".join(pending)
-        start = seg.scanned_to
         end = start + len(data)
         if self.preallocate and end > seg.alloc_end:
             # Extend with zeros past the data: later appends overwrite them
@@ -1145,12 +1270,7 @@ class Journal:
         written = 0
         while written < len(view):
             written += self._fs.pwrite(seg.fd, view[written:], start + written)
-        if self.durability == "fsync":
-            self._fs.fdatasync(seg.fd)
-        with self._mutex:
-            for offset, body_len, seq, ts in notes:
-                seg.note(offset, body_len, seq, ts)
-            seg.alloc_end = max(seg.alloc_end, end)
+        seg.alloc_end = max(seg.alloc_end, end)
 
     def _last_ts_sealed(self) -> int:
         assert self._manifest is not None
@@ -1158,6 +1278,9 @@ class Journal:
 
     def _roll(self) -> Segment:
         """Seal the active segment and start a new one, entered in the manifest first."""
+        # The seal records the segment's indexed length and counts: groups
+        # whose sync is in flight must be indexed first.
+        self._drain_syncs()
         assert self._manifest is not None
         m = self._manifest
         infos = list(m.segments)

@@ -5,6 +5,7 @@ anything, and never miss a change when one did), and preallocation."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import struct
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from journal import Entry, InvalidArgument, Journal, JournalClosed
+from journal import Entry, InvalidArgument, Journal, JournalClosed, JournalPoisoned
 from journal._fs import FileSystem
 
 _COUNTER_AT = 16
@@ -153,18 +154,29 @@ def test_an_old_sixteen_byte_lock_file_is_grown_and_used(root: Path) -> None:
 
 
 class _SlowSync(FileSystem):
-    """An fdatasync that takes 2 ms, so threads queue behind it; counts syncs."""
+    """An fdatasync that takes 2 ms, so threads queue behind it; counts syncs
+    and how many ran at the same time."""
 
     def __init__(self) -> None:
         self.syncs = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
 
     def fdatasync(self, fd: int) -> None:
-        self.syncs += 1
-        time.sleep(0.002)
-        super().fdatasync(fd)
+        with self._lock:
+            self.syncs += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.002)
+            super().fdatasync(fd)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
 
-def test_threads_appending_at_once_share_commits_and_every_append_gets_its_own_seqs(
+def test_threads_appending_at_once_overlap_their_syncs_and_get_their_own_seqs_in_order(
     root: Path,
 ) -> None:
     fs = _SlowSync()
@@ -187,7 +199,8 @@ def test_threads_appending_at_once_share_commits_and_every_append_gets_its_own_s
     for t, xs in got.items():
         assert xs == sorted(xs)
         assert [records[s] for s in xs] == [[t, i] for i in range(each)]
-    assert fs.syncs < threads * each / 2  # groups formed: far fewer syncs than appends
+    # The next group is written while the last one syncs: syncs overlap.
+    assert fs.most_in_flight >= 2
 
 
 def test_a_batch_that_fails_in_a_group_commit_fails_alone(root: Path) -> None:
@@ -248,3 +261,77 @@ def test_zeros_are_written_ahead_of_the_data_only_when_each_commit_syncs(
         seg = j._segs[-1]
         assert (os.path.getsize(seg.path) > seg.scanned_to) is zeros_ahead
     assert os.path.getsize(seg.path) == seg.scanned_to  # trimmed on close either way
+
+
+class _FirstSyncFailsLate(FileSystem):
+    """The first fdatasync waits until a second one has succeeded, then fails."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.first_started = threading.Event()
+        self.second_done = threading.Event()
+        self.calls = 0
+
+    def fdatasync(self, fd: int) -> None:
+        if not self.armed:
+            return super().fdatasync(fd)
+        self.calls += 1
+        if self.calls == 1:
+            self.first_started.set()
+            self.second_done.wait(5)
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        super().fdatasync(fd)
+        self.second_done.set()
+
+
+def test_a_group_written_after_one_whose_sync_fails_is_not_acknowledged(root: Path) -> None:
+    fs = _FirstSyncFailsLate()
+    outcome: dict[str, BaseException | int] = {}
+    with Journal.open(root, fs=fs) as j:
+        j.append(1, "before")
+        fs.armed = True
+
+        def append(name: str) -> None:
+            try:
+                outcome[name] = j.append(1, name)
+            except JournalPoisoned as exc:
+                outcome[name] = exc
+
+        first = threading.Thread(target=append, args=("first",))
+        first.start()
+        assert fs.first_started.wait(5)  # "first" is written and syncing, lock released
+        second = threading.Thread(target=append, args=("second",))
+        second.start()
+        first.join(10)
+        second.join(10)
+        assert fs.second_done.is_set()  # "second" was written and its own sync succeeded
+        assert isinstance(outcome["first"], JournalPoisoned)
+        assert isinstance(outcome["second"], JournalPoisoned)  # yet it waits for "first"
+        with pytest.raises(JournalPoisoned):
+            j.append(1, "after")
+    with Journal.open(root) as j:
+        assert j.decode(j.read(1)) == "before"
+
+
+def test_rolls_while_syncs_are_in_flight_keep_every_record_in_order(root: Path) -> None:
+    fs = _SlowSync()
+    got: dict[int, list[int]] = {}
+    with Journal.open(root, fs=fs, segment_size=8192) as j:
+
+        def run(t: int) -> None:
+            got[t] = [j.append(1, [t, i, os.urandom(300)]) for i in range(40)]
+
+        ts = [threading.Thread(target=run, args=(t,)) for t in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert len(j.manifest.segments) > 5
+    with Journal.open(root, readonly=True) as j:
+        records = list(j.scan())
+        assert [r.seq for r in records] == list(range(1, 6 * 40 + 1))
+        by_seq = {r.seq: j.decode(r) for r in records}
+        for m in j.manifest.segments[:-1]:
+            assert m.sealed and m.count > 0
+    for t, seqs in got.items():
+        assert [by_seq[s][:2] for s in seqs] == [[t, i] for i in range(40)]
