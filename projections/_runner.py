@@ -21,15 +21,16 @@ from typing import Any
 
 import msgpack
 
-from journal._codec import unpack_bounded
+from journal._codec import RAW, unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
-from journal._events import stored_raw_size, upcast
+from journal._events import AS_IS_VERSIONS, upcast
 from journal._log import Journal
 from journal._segment import Record
 from projections._base import Projection
 
 __all__ = ["ProjectionRunner"]
 
+_unpackb = msgpack.unpackb
 _SNAP_MAGIC = b"AGCP"
 # 2: the body is plain msgpack (version 1 compressed it whole); projections
 # compress their own large parts and unpack them when first used.
@@ -136,11 +137,27 @@ class ProjectionRunner:
 
     def _apply(self, rec: Record) -> None:
         j = self.journal
+        # The common case inline (it is most of a replay's own time): a raw
+        # outer map of the current schema. msgpack bounds every length by the
+        # payload's, as ``unpack_bounded`` does; on any failure the journal's
+        # own decode runs again and raises its error for this damage.
+        event: Any = None
+        if rec.codec == RAW:
+            try:
+                event = _unpackb(rec.payload, strict_map_key=False)
+            except Exception:
+                event = None
         try:
-            event = upcast(rec.event_type, j.decode(rec))
+            if event is None:
+                event = j.decode(rec)
+            if (
+                type(event) is not dict
+                or type(v := event.get("v", 1)) is not int
+                or v not in AS_IS_VERSIONS
+            ):
+                event = upcast(rec.event_type, event)  # checks, and upcasts older layouts
         except CorruptPayload as exc:
             raise JournalError(f"seq {rec.seq}: {exc}") from exc
-        event["_raw"] = stored_raw_size(rec, event)
         try:
             for p in self.projections:
                 p.apply(rec, event)
