@@ -168,11 +168,23 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         codec = j._codec
         live_checkpoints = 0
         for sid, chain in view._contents.chains.items():
-            meta_wire = view._index.sessions[sid]
+            meta_wire = view._index.sessions.get(sid)
+            if meta_wire is None:
+                # Content without metadata: only a salvaged journal that lost the
+                # session's full save has that. Nothing to fold it into: kept as it is.
+                for seq in chain.seqs:
+                    kept[seq] = j.read(seq)
+                for ck in chain.checkpoints.values():
+                    kept[int(ck[0])] = j.read(int(ck[0]))
+                    live_checkpoints += 1
+                continue
             first = j.read(chain.born)
             if chain.seqs == [chain.born]:
                 ev = upcast(first.event_type, j.decode(first))
-                same_meta = {k: v for k, v in ev["meta"].items() if k != "ck"} == meta_wire
+                same_meta = (
+                    "meta" in ev
+                    and {k: v for k, v in ev["meta"].items() if k != "ck"} == meta_wire
+                )
                 if same_meta:
                     kept[first.seq] = first  # already one full save: keep its bytes
             if first.seq not in kept:

@@ -33,7 +33,10 @@ __all__ = [
     "upcast",
 ]
 
-SCHEMA_VERSION = 1
+# 2: a delta ``SessionSaved`` may carry only the metadata keys that changed
+# (``"md"``) instead of the whole map (``"meta"``), and no ``"cid"``. Every
+# other event, and every full save, is still written as version 1.
+SCHEMA_VERSION = 2
 
 
 class EventType(enum.IntEnum):
@@ -91,7 +94,8 @@ def upcast(event_type: int, payload: Any) -> dict[str, Any]:
             f"{event_name(event_type)} has schema version {v}; this build knows up to "
             f"{SCHEMA_VERSION} (upgrade agcx)"
         )
-    # Version 1 is current: nothing to upcast yet.
+    # Version 2 only adds a layout of SessionSaved (see SCHEMA_VERSION) that
+    # its readers tell by its keys: nothing to upcast.
     return payload
 
 

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -250,11 +250,31 @@ def full_save_payload(
     return payload
 
 
+def _meta_changes(
+    sessions: Mapping[bytes, dict[str, Any]], sid: UUID, meta_wire: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The keys of ``meta_wire`` whose values differ from the metadata the index
+    holds for the session, or ``None`` when only the whole map says the same
+    (the index holds none, or keys ``meta_wire`` lacks). Holds the runner lock."""
+    held = sessions.get(sid.bytes)
+    if held is None or not held.keys() <= meta_wire.keys():
+        return None
+    return {
+        k: v
+        for k, v in meta_wire.items()
+        if k not in held or type(held[k]) is not type(v) or held[k] != v
+    }
+
+
 def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> bool:
     """Whether ``new`` starts with all of ``old`` (identity first: that is the common case)."""
-    if len(new) < len(old):
+    n = len(old)
+    if len(new) < n:
         return False
-    return all(a is b or a == b for a, b in zip(new, old, strict=False))
+    # Tuple equality compares element by element in C, each by identity first
+    # and ``==`` only when not identical: the same test as a Python loop of
+    # ``a is b or a == b``, at a fraction of the cost per message.
+    return tuple(new[:n]) == tuple(old)
 
 
 @attrs.frozen
@@ -716,6 +736,7 @@ class SessionStore(_Queries):
                     or chain.delta_bytes >= self.full_ratio * chain.full_bytes
                     or len(chain.seqs) >= self.max_chain
                 )
+                changes = None if full_due else _meta_changes(self._index.sessions, sid, meta_wire)
             entry: Entry | None = None
             if not full_due:
                 base = self._base(sid, head)
@@ -727,7 +748,7 @@ class SessionStore(_Queries):
                     and base.conversation_id == conversation.id
                     and _extends(messages, base.messages)
                 ):
-                    entry = self._delta(sid, base, meta_wire, conversation, state, actor)
+                    entry = self._delta(sid, base, meta_wire, changes, conversation, state, actor)
             first = entry if entry is not None else full()
 
             def prepare() -> list[Entry] | None:
@@ -767,15 +788,19 @@ class SessionStore(_Queries):
         sid: UUID,
         base: _Base,
         meta_wire: dict[str, Any],
+        meta_changes: dict[str, Any] | None,
         conversation: ConversationSnapshot,
         state: SessionState,
         actor: str | None,
     ) -> Entry:
         n_old = len(base.messages)
-        payload: dict[str, Any] = {
-            "v": 1,
-            "meta": meta_wire,
-            "cid": conversation.id.bytes,
+        payload: dict[str, Any] = {"v": 1, "meta": meta_wire, "cid": conversation.id.bytes}
+        if meta_changes is not None:
+            # Schema 2: only the metadata keys whose values changed ("md"),
+            # which the session index merges into the map it holds, and no
+            # conversation id (a delta's is always its base's).
+            payload = {"v": 2, "md": meta_changes}
+        payload |= {
             "base": n_old,
             "n": len(conversation.messages),
             "msgs": _blob(messages_to_wire(conversation.messages[n_old:]), "messages"),

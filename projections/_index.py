@@ -68,12 +68,19 @@ class SessionIndex:
         sid = rec.session
         sessions = self._sessions if self._packed is None else self.sessions
         if t == _SESSION_SAVED:
-            # The runner decodes each record afresh for one apply: its map is
-            # this fold's to keep, no copy (nothing else reads it).
-            meta = event["meta"]
-            if type(meta) is not dict:
-                meta = dict(meta)
-            meta.pop("ck", None)  # checkpoints are the store's, from checkpoint events
+            if "meta" in event or "md" not in event:
+                # The runner decodes each record afresh for one apply: its map
+                # is this fold's to keep, no copy (nothing else reads it).
+                meta = event["meta"]
+                if type(meta) is not dict:
+                    meta = dict(meta)
+                meta.pop("ck", None)  # checkpoints are the store's, from checkpoint events
+            else:
+                # A delta save of schema 2 carries only the keys that changed.
+                held = sessions.get(sid)
+                if held is None:
+                    return  # its session's full save is not in the log (salvage lost it)
+                meta = {**held, **event["md"]}
             sessions[sid] = meta
         elif t in _GONE:
             dict.pop(sessions, sid, None)  # gone: not decoded first if still packed

@@ -291,7 +291,10 @@ class _Verifier:
             ev = upcast(etype, self.codec.decode(codec, data))
             self.events[event_name(etype)] += 1
             if etype == EventType.SESSION_SAVED:
-                metadata_from_wire(ev["meta"])
+                if "meta" in ev or "md" not in ev:
+                    metadata_from_wire(ev["meta"])
+                elif type(ev["md"]) is not dict:  # the metadata keys that changed (schema 2)
+                    raise TypeError("metadata changes ('md') are not a map")
                 messages_from_wire(unpack_blob(ev["msgs"], f"seq {seq} messages"))
             elif etype == EventType.CHECKPOINT_CREATED:
                 checkpoint_meta_from_wire(ev["meta"])
