@@ -72,7 +72,7 @@ from journal._model import (
 from journal._segment import Record
 
 # Submodules, not the package: importing ``projections`` first must work too.
-from projections._base import unpack_all
+from projections._base import gc_paused, unpack_all
 from projections._contents import SessionContents
 from projections._index import SessionIndex
 from projections._runner import ProjectionRunner
@@ -321,7 +321,6 @@ class _Queries:
 
     def _metadata(self, sid: bytes) -> SessionMetadata:
         """The session's metadata with the store-owned fields filled in. Holds the runner lock."""
-        wire = self._index.sessions[sid]
         chain = self._contents.chains[sid]
         # The horizon too: a compaction makes the runner rebuild the projections,
         # whose change counters then start again and could repeat a stamp.
@@ -329,6 +328,7 @@ class _Queries:
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
+        wire = self._index.sessions[sid]
         stored, raw = chain.stored, chain.raw
         ckpts = chain.checkpoints
         if ckpts:  # most sessions have none: no generators, no sort
@@ -351,13 +351,14 @@ class _Queries:
     def list_sessions(self) -> list[SessionMetadata]:
         """Every live session, most recently accessed first."""
         self._sync()
-        with self._runner.lock:
-            sessions = self._index.sessions
+        # Thousands of long-lived objects, none in a cycle: the GC paused
+        # meanwhile does not walk them again and again (as on a restore).
+        with self._runner.lock, gc_paused():
             # Every entry is read: those still packed since the restore are
-            # decoded in one pass first.
-            unpack_all(sessions)
+            # decoded in one pass first (the maps are plain dicts after it).
+            unpack_all(self._index.sessions)
             unpack_all(self._contents.chains)
-            pairs = [(self._metadata(sid), sid) for sid in sessions]
+            pairs = [(self._metadata(sid), sid) for sid in self._index.sessions]
         # The id's bytes are the key's own: cheaper than ``UUID.bytes``.
         pairs.sort(key=lambda p: (p[0].last_accessed, p[1]), reverse=True)
         return [m for m, _ in pairs]

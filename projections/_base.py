@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable, ItemsView, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from typing import Any, Protocol, TypeVar
 
 import msgpack
@@ -12,7 +13,15 @@ from journal._codec import Codec, unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload
 from journal._segment import Record
 
-__all__ = ["PackedEntries", "Projection", "pack_entries", "unpack_all", "unpack_entries"]
+__all__ = [
+    "PackedEntries",
+    "Projection",
+    "gc_paused",
+    "pack_entries",
+    "settled",
+    "unpack_all",
+    "unpack_entries",
+]
 
 _V = TypeVar("_V")
 _ABSENT: Any = object()
@@ -49,22 +58,22 @@ class PackedEntries(dict[bytes, _V]):
     entry (``[]``, ``get``, ``pop``, ``setdefault``, ``values``, ``items``,
     ``==``) decodes it once and keeps the decoded value in its place. Keys,
     membership and length never decode. Values written in are stored as
-    they are (never ``bytes``), so once every entry was read the map is an
-    ordinary dict in all but type.
+    they are (never ``bytes``). Once :meth:`unpack_all` ran (``pending`` is
+    then false) its owner swaps it for a plain dict, which reads faster.
 
     An entry that does not decode to a valid value (it passed the snap's
     checksum, so only a bug writes one) raises :class:`CorruptJournal` naming
     the snap: a clear error, never a wrong answer.
     """
 
-    __slots__ = ("_decode", "_packed", "source")
+    __slots__ = ("_decode", "pending", "source")
 
     def __init__(
         self, packed: dict[bytes, bytes], decode: Callable[[bytes, bytes], _V], source: str
     ) -> None:
         super().__init__(packed)  # type: ignore[arg-type]
         self._decode = decode
-        self._packed = bool(packed)  # some value may still be packed
+        self.pending = bool(packed)  # some value may still be packed
         self.source = source
 
     def _unpack(self, key: bytes, packed: bytes) -> _V:
@@ -82,20 +91,26 @@ class PackedEntries(dict[bytes, _V]):
 
     def unpack_all(self) -> None:
         """Decode every entry still packed (a full listing reads them all anyway)."""
-        if not self._packed:
+        if not self.pending:
             return
         # Every entry becomes a few long-lived containers: the cyclic GC would
         # walk them again and again meanwhile (as on a restore of old).
         gc_was = gc.isenabled()
         gc.disable()
+        decode, put = self._decode, dict.__setitem__
+        k: bytes = b""
+        v: Any = b""
         try:
             for k, v in list(dict.items(self)):
                 if isinstance(v, bytes):
-                    self._unpack(k, v)
+                    put(self, k, decode(k, v))
+        except (msgpack.UnpackException, KeyError, TypeError, ValueError, IndexError):
+            self._unpack(k, v)  # raises the error naming this entry and the snap
+            raise
         finally:
             if gc_was:
                 gc.enable()
-        self._packed = False
+        self.pending = False
 
     def __getitem__(self, key: bytes) -> _V:
         v: Any = dict.__getitem__(self, key)
@@ -196,10 +211,32 @@ def unpack_entries(
     return PackedEntries(state, decode, source)
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic GC paused meanwhile (as it was after): for building many
+    long-lived objects without cycles, which it would otherwise walk again and
+    again as they pile up."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def unpack_all(entries: dict[bytes, Any]) -> None:
     """Decode every entry of ``entries`` still packed (nothing to do for a plain dict)."""
     if type(entries) is PackedEntries:
         entries.unpack_all()
+
+
+def settled(entries: dict[bytes, _V]) -> dict[bytes, _V]:
+    """``entries`` as a plain dict if it is a :class:`PackedEntries` with nothing
+    left packed (a plain dict's reads are C calls, not Python ones), else itself."""
+    if type(entries) is PackedEntries and not entries.pending:
+        return dict(dict.items(entries))
+    return entries
 
 
 def _check_packed(state: Any) -> dict[bytes, bytes]:

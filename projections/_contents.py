@@ -12,7 +12,7 @@ import msgpack
 
 from journal._events import EventType, stored_raw_size
 from journal._segment import Record
-from projections._base import pack_entries, unpack_entries
+from projections._base import pack_entries, settled, unpack_entries
 
 __all__ = ["Chain", "SessionContents"]
 
@@ -104,10 +104,15 @@ class SessionContents:
     @property
     def chains(self) -> dict[bytes, Chain]:
         """Live sessions' chains by id (unpacked from the snap on first use)."""
+        c = self._chains
+        if self._packed is None and type(c) is dict:
+            return c  # the common case, first: no call
         if self._packed is not None:
-            self._chains = unpack_entries(self._packed, _unpack_chain, _SOURCE)
+            c = self._chains = unpack_entries(self._packed, _unpack_chain, _SOURCE)
             self._packed = None
-        return self._chains
+        else:
+            c = self._chains = settled(c)
+        return c
 
     @chains.setter
     def chains(self, value: dict[bytes, Chain]) -> None:

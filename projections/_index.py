@@ -8,7 +8,7 @@ import msgpack
 
 from journal._events import EventType
 from journal._segment import Record
-from projections._base import pack_entries, unpack_entries
+from projections._base import pack_entries, settled, unpack_entries
 
 __all__ = ["SessionIndex"]
 
@@ -53,10 +53,15 @@ class SessionIndex:
     @property
     def sessions(self) -> dict[bytes, dict[str, Any]]:
         """Live sessions' metadata wire maps by id (unpacked from the snap on first use)."""
+        s = self._sessions
+        if self._packed is None and type(s) is dict:
+            return s  # the common case, first: no call
         if self._packed is not None:
-            self._sessions = unpack_entries(self._packed, _unpack_meta, _SOURCE)
+            s = self._sessions = unpack_entries(self._packed, _unpack_meta, _SOURCE)
             self._packed = None
-        return self._sessions
+        else:
+            s = self._sessions = settled(s)
+        return s
 
     @sessions.setter
     def sessions(self, value: dict[bytes, dict[str, Any]]) -> None:

@@ -89,6 +89,8 @@ def test_open_unpacks_no_session_and_a_read_decodes_only_that_session(root: Path
         assert s.session_exists(ids[5]) and ids[5].bytes in still_packed(sessions)
         s.list_sessions()
         assert not still_packed(sessions) and not still_packed(chains)
+        # Once all are decoded the maps are plain dicts again (C-speed reads).
+        assert type(s._index.sessions) is dict and type(s._contents.chains) is dict
 
 
 def test_a_lazily_restored_store_answers_exactly_like_a_replayed_one(root: Path) -> None:
