@@ -15,9 +15,10 @@ Many processes may share one journal directory. Each commit takes an exclusive
 Threads of one process that append at the same time share one commit: the
 first becomes the leader and commits everything queued (group commit). The
 ``fdatasync`` of step 4 runs after the lock is released and the lead handed
-on, so the next group is written while this one syncs; groups are still
-acknowledged in order, each only once every group before it is durable (one
-failed sync fails every later group of the process too).
+on, so the next groups are written while it runs, and the next sync covers
+them all (one sync at a time per process). Groups are acknowledged in order,
+each only once it is durable (one failed sync fails every group of the
+process not yet acknowledged).
 
 Readers take no lock. Before every read the journal looks at the manifest
 (one ``stat``) and at the active segment's tail, so appends by other
@@ -248,8 +249,11 @@ class Journal:
         # done in order. ``_tail`` is where the last written group ended
         # (segment, offset, seq, ts, count) while its records are not yet indexed.
         self._sync_cv = threading.Condition(threading.Lock())
-        self._tickets_issued = 0
-        self._tickets_done = 0
+        self._tickets_issued = 0  # groups written (their data is in the file)
+        self._tickets_durable = 0  # groups a completed fdatasync covered
+        self._tickets_done = 0  # groups indexed and acknowledged (or failed)
+        self._syncing = False  # one fdatasync at a time, covering all written so far
+        self._written_seg: Segment | None = None  # the segment of the last group written
         self._tail: tuple[Segment, int, int, int, int] | None = None
         self._leader_active = False
         self._in_commit = False
@@ -1086,8 +1090,10 @@ class Journal:
             live = [b for b in group if b.error is None]
             unsynced = self._write_group(live)
             if unsynced is not None:
-                self._tickets_issued += 1
-                job = _SyncJob(self._tickets_issued, unsynced[0], unsynced[1], live)
+                with self._sync_cv:
+                    self._tickets_issued += 1
+                    self._written_seg = unsynced[0]
+                    job = _SyncJob(self._tickets_issued, unsynced[0], unsynced[1], live)
             else:
                 self._remember_recent([r for b in live for r in b.records])
             self._end_change(begun)
@@ -1111,25 +1117,46 @@ class Journal:
         return job
 
     def _complete(self, job: _SyncJob) -> None:
-        """Sync a written group, then (in ticket order) index and acknowledge it.
+        """Make a written group durable, then (in ticket order) index and acknowledge it.
 
-        Several groups' syncs may run at once, on the same file or (after a
-        roll) on different ones; a group is acknowledged only once every group
-        before it is durable: a failed sync poisons the journal, and every
-        group not yet acknowledged fails with it.
+        One ``fdatasync`` runs at a time and covers every group written before
+        it started: groups written while it runs share the next one (group
+        commit on the sync). All groups not yet durable are in one segment: a
+        roll waits for them first. A group is acknowledged only once every
+        group before it is: a failed sync poisons the journal, and every group
+        not yet acknowledged fails with it.
         """
-        error: OSError | None = None
-        try:
-            self._fs.fdatasync(job.seg.fd)
-        except OSError as exc:
-            error = exc
+        while True:
+            with self._sync_cv:
+                while (
+                    self._syncing
+                    and self._poisoned is None
+                    and self._tickets_durable < job.ticket
+                ):
+                    self._sync_cv.wait()
+                if self._poisoned is not None or self._tickets_durable >= job.ticket:
+                    break
+                self._syncing = True
+                target, seg = self._tickets_issued, self._written_seg
+            assert seg is not None
+            error: OSError | None = None
+            try:
+                self._fs.fdatasync(seg.fd)
+            except OSError as exc:
+                error = exc
+            with self._sync_cv:
+                self._syncing = False
+                if error is None:
+                    self._tickets_durable = max(self._tickets_durable, target)
+                elif self._poisoned is None:
+                    self._poisoned = error
+                self._sync_cv.notify_all()
         with self._sync_cv:
             while self._tickets_done != job.ticket - 1:
                 self._sync_cv.wait()
             try:
-                if error is not None and self._poisoned is None:
-                    self._poisoned = error
-                if self._poisoned is not None:
+                if self._tickets_durable < job.ticket:
+                    assert self._poisoned is not None
                     err = JournalPoisoned(
                         f"write to journal {self.root} failed: {self._poisoned}; reopen it"
                     )
