@@ -231,7 +231,13 @@ class ProjectionRunner:
         """The snap's (seq, ts, state) if it can be trusted for this journal, else None."""
         try:
             with open(self._snap_path(p), "rb") as f:
-                data = f.read(_MAX_SNAP + 1)
+                # read(n) allocates n bytes up front: ask for the file's size
+                # (+1, so a file that grew meanwhile fails the length check),
+                # not the cap (0.15 ms of an open for each snap).
+                size = os.fstat(f.fileno()).st_size
+                if size > _SNAP_HEADER.size + _MAX_SNAP:
+                    return None
+                data = f.read(size + 1)
         except OSError:
             return None
         try:
