@@ -15,7 +15,6 @@ O(new messages): the full saves add at most 1/``full_ratio`` to the bytes.
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import threading
@@ -422,9 +421,7 @@ class _Queries:
         # Decoding builds thousands of small objects, none of them in a cycle:
         # with the cyclic GC paused it does not walk them (and the rest of the
         # heap) again and again meanwhile (a third of a load otherwise).
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             messages: list[MessageSnapshot] = []
             context = ConversationContext()
             mode_history: tuple[tuple[OperatingMode, datetime], ...] = ()
@@ -449,9 +446,6 @@ class _Queries:
                         raise CorruptPayload(f"seq {rec.seq}: conversation id is not 16 bytes")
             assert isinstance(cid, bytes)
             return _Base(seqs[-1], UUID(bytes=cid), tuple(messages), context, mode_history, state)
-        finally:
-            if gc_was:
-                gc.enable()
 
     # -- checkpoints -----------------------------------------------------------------------
 

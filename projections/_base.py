@@ -95,21 +95,17 @@ class PackedEntries(dict[bytes, _V]):
             return
         # Every entry becomes a few long-lived containers: the cyclic GC would
         # walk them again and again meanwhile (as on a restore of old).
-        gc_was = gc.isenabled()
-        gc.disable()
         decode, put = self._decode, dict.__setitem__
         k: bytes = b""
         v: Any = b""
         try:
-            for k, v in list(dict.items(self)):
-                if isinstance(v, bytes):
-                    put(self, k, decode(k, v))
+            with gc_paused():
+                for k, v in list(dict.items(self)):
+                    if isinstance(v, bytes):
+                        put(self, k, decode(k, v))
         except (msgpack.UnpackException, KeyError, TypeError, ValueError, IndexError):
             self._unpack(k, v)  # raises the error naming this entry and the snap
             raise
-        finally:
-            if gc_was:
-                gc.enable()
         self.pending = False
 
     def __getitem__(self, key: bytes) -> _V:

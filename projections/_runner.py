@@ -11,7 +11,6 @@ damaged snap costs time, never correctness.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import struct
 import threading
@@ -26,7 +25,7 @@ from journal._errors import CorruptJournal, CorruptPayload, JournalError, Record
 from journal._events import AS_IS_VERSIONS, upcast
 from journal._log import Journal
 from journal._segment import Record
-from projections._base import Projection
+from projections._base import Projection, gc_paused
 
 __all__ = ["ProjectionRunner"]
 
@@ -187,13 +186,8 @@ class ProjectionRunner:
             return False
         # Restoring allocates a few containers per session, all long-lived:
         # the cyclic GC would walk them again and again meanwhile.
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             return self._restore()
-        finally:
-            if gc_was:
-                gc.enable()
 
     def _restore(self) -> bool:
         with self.lock:
