@@ -105,6 +105,7 @@ _RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
 _READ_MANY_CHUNK = 16 << 10  # bytes a read_many pread asks for (more for a longer record)
 _MAX_TAIL = 16 << 20
+_MANIFEST_ATTEMPTS = 5  # reads of a manifest replaced while we opened its segments
 # LOCK: the holder's pid as text (16 bytes), then the u64 change counter.
 _LOCK_FILE_SIZE = 64
 _CHANGE = struct.Struct("<Q")
@@ -688,19 +689,47 @@ class Journal:
         self._recent.clear()
         self._recent_bytes = 0
         self._foreign_changes += 1
-        data = self._hold_manifest()
-        m = decode_manifest(data, self._manifest_path)
-        old = self._manifest
-        if old is not None and m.journal_id != old.journal_id:
-            raise CorruptJournal(
-                self._manifest_path, None, "MANIFEST now belongs to another journal (journal id)"
-            )
-        self._apply_manifest(m)
+        for attempt in range(_MANIFEST_ATTEMPTS):
+            data = self._hold_manifest()
+            m = decode_manifest(data, self._manifest_path)
+            old = self._manifest
+            if old is not None and m.journal_id != old.journal_id:
+                raise CorruptJournal(
+                    self._manifest_path,
+                    None,
+                    "MANIFEST now belongs to another journal (journal id)",
+                )
+            try:
+                self._apply_manifest(m)
+                return
+            except CorruptJournal:
+                # Without the lock, a compaction may have switched to a newer
+                # manifest and removed the files this one lists between our
+                # reading it and opening them: damage only if it still stands.
+                last = attempt == _MANIFEST_ATTEMPTS - 1
+                if last or self._stat_manifest() == self._manifest_stamp:
+                    raise
 
     def _apply_manifest(self, m: Manifest) -> None:
         """Adopt manifest ``m``, reusing open segments whose file has not changed."""
         old = {s.base_seq: s for s in self._segs}
         segs: list[Segment] = []
+        opened: list[Segment] = []  # closed again if this manifest cannot be adopted
+        try:
+            self._open_listed(m, old, segs, opened)
+        except BaseException:
+            for seg in opened:
+                seg.close()
+            raise
+        # Segments no longer listed are not closed here: a scan in another
+        # thread may still be reading one. Each closes when its last user lets go.
+        self._manifest = m
+        self._segs = segs
+        self._bases = [s.base_seq for s in segs]
+
+    def _open_listed(
+        self, m: Manifest, old: dict[int, Segment], segs: list[Segment], opened: list[Segment]
+    ) -> None:
         fs = self._fs
         for i, info in enumerate(m.segments):
             path = os.path.join(self._seg_dir, info.name)
@@ -715,6 +744,7 @@ class Journal:
                     seg = None
             if seg is None:
                 seg = Segment(fs, path, info.base_seq, writable=active and not self.readonly)
+                opened.append(seg)
                 if active:
                     seg.read_header(m.journal_id)
                     self._adopt_tail_hint(seg, m.journal_id)
@@ -729,11 +759,6 @@ class Journal:
             elif active and not self.readonly and seg.alloc_end == 0:
                 seg.alloc_end = seg.file_size()
             segs.append(seg)
-        # Segments no longer listed are not closed here: a scan in another
-        # thread may still be reading one. Each closes when its last user lets go.
-        self._manifest = m
-        self._segs = segs
-        self._bases = [s.base_seq for s in segs]
 
     def _info(self, i: int) -> SegmentInfo:
         assert self._manifest is not None

@@ -32,6 +32,8 @@ from journal import (
     SessionStore,
 )
 from journal._compact import plan_cut
+from journal._fs import FileSystem
+from journal._log import Journal
 from tests.conftest import PYTHON, child_env
 from tests.faultfs import FaultFS, run_fault_loop
 
@@ -447,3 +449,48 @@ def test_purging_an_unknown_session_is_refused(tmp_path: Path) -> None:
             s.purge("not-a-uuid")
         assert s.journal.last_seq == 1
 
+
+
+class _CompactsOnceWhileOpening(FileSystem):
+    """A reader's file system: the first time it opens a rewritten segment, another
+    compaction switches the manifest and removes that file first (the race a
+    reader without the lock can meet)."""
+
+    def __init__(self, compact: Any) -> None:
+        self.compact = compact
+        self.raced = False
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        if not self.raced and "-r" in os.path.basename(path):
+            self.raced = True
+            self.compact()
+        return super().open(path, flags, mode)
+
+
+def test_a_reader_whose_manifest_is_replaced_while_it_opens_the_segments_reads_the_new_one(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "j"
+    sid = uuid4()
+    with SessionStore.open(root, segment_size=4096, durability="flush") as s:
+        h = History(s)
+        for k in range(30):
+            h.save(sid, [f"turn {k} " * 20])
+        s.journal.seal_active()
+        s.compact(timedelta(0))
+
+        def compact_again() -> None:
+            h.save(sid, ["one more"])
+            s.journal.seal_active()
+            s.compact(timedelta(0))
+
+        fs = _CompactsOnceWhileOpening(compact_again)
+        with Journal.open(root, readonly=True) as r:
+            r._fs = fs  # from here on: the reader meets the race on its next refresh
+            h.save(sid, ["seen by the reader"])
+            s.journal.seal_active()
+            s.compact(timedelta(0))
+            r.refresh()
+            assert fs.raced
+            assert r.manifest.generation == s.journal.manifest.generation
+            assert [x.seq for x in r.scan()] == [x.seq for x in s.journal.scan()]
