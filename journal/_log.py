@@ -237,7 +237,7 @@ class Journal:
         self._lock_fd: int | None = None
         self._lock_map: mmap.mmap | None = None  # LOCK mapped: pid + change counter
         self._seen_change: int | None = None  # the counter when we last caught up in full
-        self._foreign_changes = 0  # times other processes' changes were adopted
+        self._foreign_changes = 0  # changes adopted that were not our own appends
         self._manifest: Manifest | None = None
         self._manifest_stamp: tuple[int, int] | None = None
         self._manifest_fd: int | None = None
