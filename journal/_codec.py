@@ -29,6 +29,7 @@ ZSTD = 1
 ZSTD_DICT = 2
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BLOB_CAP = 256 << 20  # decompressed size a nested blob's frame may declare
 
 
 class Codec:
@@ -83,8 +84,9 @@ class Codec:
             raise CorruptPayload(f"unknown payload codec {codec}")
         return unpack_bounded(raw)
 
-    def decompress(self, data: bytes | memoryview) -> bytes:
-        """Decompress one zstd frame whose declared size is within ``max_payload``."""
+    def decompress(self, data: bytes | memoryview, dctx: Any = None) -> bytes:
+        """Decompress one zstd frame whose declared size is within ``max_payload``
+        (with ``dctx``, a decompressor that holds the frame's dictionary)."""
         data = bytes(data)
         if data[:4] != ZSTD_MAGIC:
             raise CorruptPayload("payload is not a zstd frame")
@@ -99,7 +101,7 @@ class Codec:
                 f"zstd frame declares {size} bytes, more than the cap of {self.max_payload}"
             )
         try:
-            out: bytes = self._dctx().decompress(data, max_output_size=size)
+            out: bytes = (dctx or self._dctx()).decompress(data, max_output_size=size)
         except zstandard.ZstdError as exc:
             raise CorruptPayload(f"zstd frame does not decompress: {exc}") from exc
         if len(out) != size:

@@ -11,13 +11,17 @@ those segments), which becomes the horizon:
 * the live checkpoints' ``CheckpointCreated`` records, verbatim;
 * ``LegacyImported`` (so a re-import stays a no-op) and ``SessionPurged``
   (the audit trail of purges), verbatim;
+* the ``DictionaryTrained`` records that a kept record, or any record after
+  the cut, needs to decode its messages, verbatim;
 * nothing of deleted sessions, nothing superseded.
 
 Seqs are kept (gaps are fine); the active segment is never compacted.
 
 **Purge** is the privacy path: it appends ``SessionPurged``, seals the active
 segment, and rewrites every segment holding a record of the session without
-those records, so no byte of its content stays in the journal (its
+those records, and without the dictionaries trained on its messages (the
+blobs compressed with those are written again without one), so no byte of
+its content stays in the journal (its
 ``LegacyImported`` records, a file name and hash, stay so that a re-import
 does not resurrect it); projection snapshots and quarantined tails, which may
 hold its bytes too, are removed.
@@ -35,8 +39,9 @@ from uuid import UUID
 
 import attrs
 
+from journal._dictionary import read_dictionary_event
 from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
-from journal._events import EventType, upcast
+from journal._events import EventType, blob_dictionary, blob_of, upcast
 from journal._format import HEADER_SIZE, SegmentInfo
 from journal._log import Entry, Journal, from_ns
 from journal._rewrite import (
@@ -98,6 +103,7 @@ class PurgeReport:
     segments_rewritten: int
     files_removed: tuple[str, ...]
     seconds: float
+    dictionaries_removed: int = 0
     note: str = (
         "point-in-time views before the purge no longer contain this session; "
         "the rest of the history is unchanged"
@@ -166,6 +172,7 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         view = PointInTimeView(j, cut, None)
         kept: dict[int, Record] = {}
         codec = j._codec
+        needed: set[int] = set()  # dictionaries kept records refer to
         live_checkpoints = 0
         for sid, chain in view._contents.chains.items():
             meta_wire = view._index.sessions.get(sid)
@@ -187,6 +194,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                 )
                 if same_meta:
                     kept[first.seq] = first  # already one full save: keep its bytes
+                    if (ref := blob_dictionary(ev)) is not None:
+                        needed.add(ref)
             if first.seq not in kept:
                 base = view._read_chain(chain.seqs)
                 payload = full_save_payload(
@@ -206,6 +215,17 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
             if rec.event_type in _KEPT_VERBATIM:
                 kept[rec.seq] = rec
         bytes_before = sum(s.length for s in prefix)
+        # Later records may refer to a dictionary of the prefix (a save whose
+        # commit rolled to a new segment); no new reference to one can appear
+        # (rule 2 in journal/_dictionary.py), so this scan is enough.
+        for rec in j.scan(from_seq=cut + 1):
+            if rec.event_type == EventType.SESSION_SAVED:
+                ref = blob_dictionary(upcast(rec.event_type, j.decode(rec)))
+                if ref is not None:
+                    needed.add(ref)
+        for seq in sorted(needed):
+            if seq <= cut:
+                kept[seq] = j.read(seq)
         out = [kept[s] for s in sorted(kept)]
         if dry_run:
             size = sum(r.size for r in out)
@@ -251,16 +271,21 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
         new: list[SegmentInfo] = []
         removed = removed_bytes = 0
         generation = j.manifest.generation + 1
-        for s in j.manifest.segments:
-            if not s.sealed or not s.count:
-                continue
+        sealed = [s for s in j.manifest.segments if s.sealed and s.count]
+        trained_on = _dictionaries_of(j, sealed, sid)
+        for s in sealed:
             recs = list(_scan_segments(j, [s]))
-            doomed = {r.seq for r in recs if _purged(r, sid, purge_seq)}
-            if not doomed:
+            doomed = {r.seq for r in recs if _purged(r, sid, purge_seq) or r.seq in trained_on}
+            recode = {r.seq for r in recs if r.seq not in doomed and _uses(j, r, trained_on)}
+            if not doomed and not recode:
                 continue
             removed += len(doomed)
             removed_bytes += sum(r.size for r in recs if r.seq in doomed)
-            keep = [r for r in recs if r.seq not in doomed]
+            keep = [
+                _without_dictionary(j, r) if r.seq in recode else r
+                for r in recs
+                if r.seq not in doomed
+            ]
             new += write_segment_files(
                 j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
             )
@@ -272,12 +297,40 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
                 remove_segment_files(j, new)
                 raise
             remove_segment_files(j, replaced)
+        j.dictionaries.forget()
         files = _remove_derived_copies(j)
         store._after_rewrite(forget=sid)
         return PurgeReport(
             session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
-            time.perf_counter() - started,
+            time.perf_counter() - started, len(trained_on),
         )
+
+
+def _dictionaries_of(j: Journal, segments: list[SegmentInfo], sid: bytes) -> set[int]:
+    """The seqs of the dictionaries trained on messages of session ``sid``."""
+    found = set()
+    for rec in _scan_segments(j, segments):
+        if rec.event_type == EventType.DICTIONARY_TRAINED:
+            _, sources = read_dictionary_event(upcast(rec.event_type, j.decode(rec)))
+            if sid in sources:
+                found.add(rec.seq)
+    return found
+
+
+def _uses(j: Journal, rec: Record, dictionaries: set[int]) -> bool:
+    """Whether ``rec``'s messages are compressed with one of ``dictionaries``."""
+    if not dictionaries or rec.event_type != EventType.SESSION_SAVED:
+        return False
+    return blob_dictionary(upcast(rec.event_type, j.decode(rec))) in dictionaries
+
+
+def _without_dictionary(j: Journal, rec: Record) -> Record:
+    """``rec`` with its messages compressed alone (same seq, time and session)."""
+    ev = upcast(rec.event_type, j.decode(rec))
+    ev["msgs"] = blob_of(j.dictionaries.unpack(ev["msgs"]))
+    ev["v"] = 2 if "md" in ev else 1
+    codec, data = j._codec.encode(ev, compress=False)
+    return attrs.evolve(rec, codec=codec, payload=data)
 
 
 def _purged(rec: Record, sid: bytes, purge_seq: int) -> bool:

@@ -18,7 +18,14 @@ from typing import Any
 import msgpack
 import zstandard
 
-from journal._codec import RAW, ZSTD_MAGIC, Codec, raw_size, unpack_bounded
+from journal._codec import BLOB_CAP, RAW, ZSTD_MAGIC, Codec, raw_size, unpack_bounded
+from journal._dictionary import (
+    DICT_BLOB,
+    REF_SIZE,
+    Dictionary,
+    DictionaryCache,
+    blob_reference,
+)
 from journal._errors import CorruptPayload
 from journal._segment import Record
 
@@ -26,6 +33,8 @@ __all__ = [
     "EVENT_NAMES",
     "SCHEMA_VERSION",
     "EventType",
+    "blob_dictionary",
+    "blob_of",
     "event_name",
     "pack_blob",
     "stored_raw_size",
@@ -34,9 +43,11 @@ __all__ = [
 ]
 
 # 2: a delta ``SessionSaved`` may carry only the metadata keys that changed
-# (``"md"``) instead of the whole map (``"meta"``), and no ``"cid"``. Every
-# other event, and every full save, is still written as version 1.
-SCHEMA_VERSION = 2
+# (``"md"``) instead of the whole map (``"meta"``), and no ``"cid"``.
+# 3: a ``SessionSaved`` (either layout) whose ``"msgs"`` is a dictionary blob
+# (journal/_dictionary.py); a build that knows only 2 would misread it.
+# Every other event is still written as version 1.
+SCHEMA_VERSION = 3
 
 
 class EventType(enum.IntEnum):
@@ -52,6 +63,7 @@ class EventType(enum.IntEnum):
     CHECKPOINT_CREATED = 8
     CHECKPOINT_DELETED = 9
     LEGACY_IMPORTED = 10
+    DICTIONARY_TRAINED = 11
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -65,6 +77,7 @@ EVENT_NAMES: dict[int, str] = {
     EventType.CHECKPOINT_CREATED: "CheckpointCreated",
     EventType.CHECKPOINT_DELETED: "CheckpointDeleted",
     EventType.LEGACY_IMPORTED: "LegacyImported",
+    EventType.DICTIONARY_TRAINED: "DictionaryTrained",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 
@@ -107,22 +120,32 @@ AS_IS_VERSIONS = frozenset(range(1, SCHEMA_VERSION + 1))
 # Nested blobs are compressed on their own, so that replaying the log into the
 # session index decodes a small raw map and never decompresses messages.
 _BLOB_MIN_COMPRESS = 256
-_BLOB_CAP = 256 << 20  # decompressed size a blob may declare
-_blob_codec = Codec(max_payload=_BLOB_CAP)
+_blob_codec = Codec(max_payload=BLOB_CAP)
 _frame_content_size = zstandard.frame_content_size
+_DICT_BLOB = bytes([DICT_BLOB])
 
 
-def pack_blob(obj: Any) -> bytes:
-    """msgpack ``obj`` into a nested blob, zstd-compressed when that pays.
+def pack_blob(obj: Any, dictionary: Dictionary | None = None) -> bytes:
+    """msgpack ``obj`` into a nested blob (see :func:`blob_of`)."""
+    return blob_of(msgpack.packb(obj, use_bin_type=True), dictionary)
 
-    A blob is a msgpack array or map, whose first byte is never the first
-    byte of the zstd magic number, so the two forms are told apart by it.
+
+def blob_of(data: bytes, dictionary: Dictionary | None = None) -> bytes:
+    """msgpack bytes as a nested blob: compressed with ``dictionary`` or alone
+    when that pays, else as they are.
+
+    A blob is a msgpack array or map, a zstd frame or a dictionary blob; their
+    first bytes differ (msgpack never starts with ``0x28`` or ``0xC1``), so the
+    forms are told apart by it.
     """
-    data: bytes = msgpack.packb(obj, use_bin_type=True)
-    if len(data) >= _BLOB_MIN_COMPRESS:
-        packed: bytes = _blob_codec._cctx().compress(data)
-        if len(packed) < len(data):
+    if dictionary is not None:
+        packed = dictionary.pack(data)
+        if packed is not None:
             return packed
+    if len(data) >= _BLOB_MIN_COMPRESS:
+        frame: bytes = _blob_codec._cctx().compress(data)
+        if len(frame) < len(data):
+            return frame
     return data
 
 
@@ -133,26 +156,44 @@ def stored_raw_size(rec: Record, event: dict[str, Any]) -> int:
     payload = rec.payload
     size = len(payload) if rec.codec == RAW else raw_size(rec.codec, payload)
     msgs, conv = event.get("msgs"), event.get("conv")
-    if type(msgs) is bytes and msgs.startswith(ZSTD_MAGIC):
-        size += _inflation(msgs)
+    if type(msgs) is bytes:
+        if msgs.startswith(ZSTD_MAGIC):
+            size += _inflation(msgs)
+        elif msgs.startswith(_DICT_BLOB):
+            size += _inflation(msgs, REF_SIZE)
     if type(conv) is bytes and conv.startswith(ZSTD_MAGIC):
         size += _inflation(conv)
     return size
 
 
-def _inflation(frame: bytes) -> int:
-    """Declared minus stored size of a zstd frame (its header only is read, not copied)."""
+def _inflation(blob: bytes, skip: int = 0) -> int:
+    """Declared minus stored size of a blob whose zstd frame starts at ``skip``
+    (the frame's header only is read, not copied)."""
     try:
-        declared = int(_frame_content_size(frame))
+        declared = int(_frame_content_size(memoryview(blob)[skip:]))
     except zstandard.ZstdError:
         return 0  # a damaged header: counted as stored
-    return declared - len(frame) if declared >= 0 else 0  # no declared size: as stored
+    return declared - len(blob) if declared >= 0 else 0  # no declared size: as stored
 
 
-def unpack_blob(blob: object, what: str) -> Any:
-    """Decode a nested blob within bounds (the zstd frame's size checked first)."""
+def unpack_blob(blob: object, what: str, dictionaries: DictionaryCache | None = None) -> Any:
+    """Decode a nested blob within bounds (the zstd frame's size checked first);
+    a dictionary blob takes its dictionary from ``dictionaries``."""
     if type(blob) is not bytes:
         raise CorruptPayload(f"{what}: expected a msgpack blob, got {type(blob).__name__}")
-    if blob[:4] == ZSTD_MAGIC:
-        blob = _blob_codec.decompress(blob)
+    try:
+        if blob[:4] == ZSTD_MAGIC:
+            blob = _blob_codec.decompress(blob)
+        elif blob[:1] == _DICT_BLOB:
+            if dictionaries is None:
+                raise CorruptPayload("a dictionary blob where none may be")
+            blob = dictionaries.unpack(blob)
+    except CorruptPayload as exc:
+        raise CorruptPayload(f"{what}: {exc}") from exc
     return unpack_bounded(blob)
+
+
+def blob_dictionary(event: dict[str, Any]) -> int | None:
+    """The seq of the dictionary a ``SessionSaved`` event's messages need, if any."""
+    msgs = event.get("msgs")
+    return blob_reference(msgs) if type(msgs) is bytes else None

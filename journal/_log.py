@@ -59,6 +59,7 @@ import attrs
 import msgpack
 
 from journal._codec import Codec, unpack_bounded
+from journal._dictionary import DictionaryCache
 from journal._errors import (
     CorruptJournal,
     InvalidArgument,
@@ -70,6 +71,7 @@ from journal._errors import (
     RecordNotFound,
     RecordTooLarge,
 )
+from journal._events import EventType
 from journal._format import (
     BODY_HEADER,
     CONTINUED,
@@ -266,6 +268,10 @@ class Journal:
         # (An OrderedDict: dropping the oldest of a plain dict rescans its holes.)
         self._recent: OrderedDict[int, Record] = OrderedDict()
         self._recent_bytes = 0
+        self.dictionaries = DictionaryCache(
+            self.read, self.decode, EventType.DICTIONARY_TRAINED
+        )
+        """The dictionaries message blobs refer to (journal/_dictionary.py)."""
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -1402,6 +1408,12 @@ class Journal:
     def journal_id(self) -> bytes:
         assert self._manifest is not None
         return self._manifest.journal_id
+
+    @property
+    def active_base(self) -> int:
+        """The base seq of the active segment: records at or after it are in it.
+        Exact under the commit lock (in a batch's ``prepare``), a hint elsewhere."""
+        return self._segs[-1].base_seq
 
     @property
     def manifest(self) -> Manifest:

@@ -39,8 +39,14 @@ from typing import Any
 import attrs
 
 from journal._codec import Codec
-from journal._errors import CorruptJournal, InvalidArgument, JournalError, UnsupportedVersion
-from journal._events import upcast
+from journal._errors import (
+    CorruptJournal,
+    CorruptPayload,
+    InvalidArgument,
+    JournalError,
+    UnsupportedVersion,
+)
+from journal._events import EventType, blob_dictionary, upcast
 from journal._format import (
     BODY_HEADER,
     FRAME_HEADER,
@@ -583,6 +589,7 @@ def salvage(
         with Journal.open(tmp, max_record_size=max_record_size) as tj:
             copier = _Copier(tj, batch_bytes, manifest.horizon_seq if manifest else 0)
             prev = [0, 0]  # last seq and time copied (or skipped as undecodable)
+            dictionaries: set[int] = set()  # seqs of the dictionaries copied so far
             for name, listed_info in plan:
                 path = os.path.join(seg_dir, name)
                 base = listed_info.base_seq if listed_info else files[name][0]
@@ -595,6 +602,7 @@ def salvage(
                     codec,
                     copier,
                     prev,
+                    dictionaries,
                     skipped,
                     problems,
                 )
@@ -650,6 +658,7 @@ def _salvage_segment(
     codec: Codec,
     copier: _Copier,
     prev: list[int],
+    dictionaries: set[int],
     skipped: list[Skipped],
     problems: list[str],
 ) -> bool:
@@ -695,7 +704,13 @@ def _salvage_segment(
             payload = bytes(buf[pstart : pstart + body_len - (RECORD_OVERHEAD - 8)])
             prev[0], prev[1] = seq, ts
             try:
-                upcast(etype, codec.decode(rcodec, payload))
+                event = upcast(etype, codec.decode(rcodec, payload))
+                if etype == EventType.DICTIONARY_TRAINED:
+                    dictionaries.add(seq)
+                elif etype == EventType.SESSION_SAVED:
+                    ref = blob_dictionary(event)
+                    if ref is not None and ref not in dictionaries:
+                        raise CorruptPayload(f"its messages need dictionary seq {ref}, lost")
             except JournalError as exc:
                 skipped.append(Skipped(name, offset, offset + 8 + body_len, f"seq {seq}: {exc}"))
                 continue

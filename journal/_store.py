@@ -8,9 +8,11 @@ agent B sees agent A's save on its next ``list_sessions()``.
 Saves are deltas when the new message list extends the one the log holds for
 the session: the event carries only the new messages (``base`` = how many came
 before). A full save is written again when the deltas since the last full one
-reach ``full_ratio`` times its size or the chain reaches ``max_chain``
-records, so loading reads a bounded number of records and saving turn N costs
-O(new messages): the full saves add at most 1/``full_ratio`` to the bytes.
+reach ``full_ratio`` times the larger of its size and ``FULL_FLOOR``, or the
+chain reaches ``max_chain`` records, so loading reads a bounded number of
+records and saving turn N costs O(new messages). Message blobs are compressed
+with the active segment's trained dictionary once this writer has one
+(journal/_dictionary.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from typing import Any
 from uuid import UUID
 
 import attrs
+import msgpack
 
 from journal import _compact
 from journal._compact import CompactionReport, PurgeReport
+from journal._dictionary import Dictionary, Trainer, dictionary_event
 from journal._errors import (
     CheckpointNotFound,
     CorruptPayload,
@@ -40,7 +44,7 @@ from journal._errors import (
     RecordNotFound,
     SessionNotFound,
 )
-from journal._events import EventType, event_name, pack_blob, unpack_blob, upcast
+from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
 from journal._format import HEADER_SIZE
 from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, from_ns, to_ns
@@ -90,6 +94,16 @@ __all__ = [
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 _STRIPES = 64
+
+
+# A full save is not worth its copy of the session before the deltas reach
+# ``full_ratio`` times this many bytes: below it a load reads the deltas
+# nearly as fast (bench workload: 1.43 ms without these full saves, 1.30 with).
+FULL_FLOOR = 64 << 10
+
+
+class _SegmentSealed(Exception):
+    """A dictionary's samples came from a segment that is no longer the active one."""
 _CONTENT_EVENTS = frozenset(
     {EventType.SESSION_SAVED, EventType.SESSION_DELETED, EventType.SESSION_PURGED}
 )
@@ -178,6 +192,9 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
         return f"checkpoint {cid_hex} deleted"
     if t == EventType.LEGACY_IMPORTED:
         return f"imported {event.get('kind', 'file')} {event.get('path', '')}"
+    if t == EventType.DICTIONARY_TRAINED:
+        d, src = event.get("d", b""), event.get("src", ())
+        return f"compression dictionary of {len(d) >> 10} KiB, trained on {len(src)} sessions"
     return event_name(t)
 
 
@@ -214,13 +231,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _blob(obj: object, what: str) -> bytes:
-    """``pack_blob``, with data msgpack cannot carry (e.g. a set inside an
+def _packb(obj: object, what: str) -> bytes:
+    """msgpack bytes, with data msgpack cannot carry (e.g. a set inside an
     unknown item's verbatim data) reported as the caller's error."""
     try:
-        return pack_blob(obj)
+        data: bytes = msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"{what} cannot be encoded as msgpack: {exc}") from exc
+    return data
+
+
+def _blob(obj: object, what: str) -> bytes:
+    return blob_of(_packb(obj, what))
+
+
+def _with_blob(payload: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    """``payload`` carrying ``blob`` as its messages (schema 3 for a dictionary blob)."""
+    payload["msgs"] = blob
+    if blob[:1] == b"\xc1":
+        payload["v"] = 3
+    return payload
 
 
 def full_save_payload(
@@ -231,22 +261,26 @@ def full_save_payload(
     mode_history: tuple[tuple[OperatingMode, datetime], ...],
     state: SessionState,
     actor: str | None = None,
+    msgs: bytes | None = None,
 ) -> dict[str, Any]:
-    """The payload of a ``SessionSaved`` that carries the whole session."""
+    """The payload of a ``SessionSaved`` that carries the whole session (its
+    messages as the blob ``msgs`` when given)."""
+    if msgs is None:
+        msgs = _blob(messages_to_wire(messages), "messages")
     payload: dict[str, Any] = {
         "v": 1,
         "meta": meta_wire,
         "cid": conversation_id.bytes,
         "base": 0,
         "n": len(messages),
-        "msgs": _blob(messages_to_wire(messages), "messages"),
+        "msgs": msgs,
         "cx": context_to_wire(context),
         "mh": mode_history_to_wire(mode_history),
         "st": state_to_wire(state),
     }
     if actor:
         payload["actor"] = actor
-    return payload
+    return _with_blob(payload, msgs)
 
 
 def _meta_changes(
@@ -429,7 +463,9 @@ class _Queries:
             cid: object = None
             for rec in records:
                 ev = upcast(rec.event_type, j.decode(rec))
-                msgs = messages_from_wire(unpack_blob(ev["msgs"], f"seq {rec.seq} messages"))
+                msgs = messages_from_wire(
+                    unpack_blob(ev["msgs"], f"seq {rec.seq} messages", j.dictionaries)
+                )
                 if ev.get("base", 0) == 0:
                     messages = list(msgs)
                 else:
@@ -560,6 +596,7 @@ class SessionStore(_Queries):
         self._locks = [threading.RLock() for _ in range(_STRIPES)]
         self._bases: OrderedDict[bytes, _Base] = OrderedDict()
         self._bases_lock = threading.Lock()
+        self._trainer = Trainer(level=journal._codec.level)
         self._closed = False
 
     @classmethod
@@ -568,7 +605,7 @@ class SessionStore(_Queries):
         path: str | os.PathLike[str] | None = None,
         *,
         readonly: bool = False,
-        max_chain: int = 64,
+        max_chain: int = 256,
         full_ratio: float = 8.0,
         snapshots: bool = True,
         **journal_options: Any,
@@ -579,10 +616,11 @@ class SessionStore(_Queries):
         ``segment_size``, ...) pass through. ``readonly=True`` never writes
         anything. ``max_chain`` bounds how many records a load reads;
         a full save is written again once the deltas after the last one reach
-        ``full_ratio`` times its size. The defaults trade a little load time
-        for size (measured on the bench workload, docs/BENCHMARKS.md: with 8
-        rather than 4, 13 % smaller and 7 % less CPU a save, loads read 34
-        records instead of 23 on average).
+        ``full_ratio`` times its size (and at least ``full_ratio`` x 64 KiB).
+        The defaults trade a little load time for size: measured on the bench
+        workload (docs/BENCHMARKS.md), a journal without periodic full saves
+        below that floor and with ``max_chain`` 256 rather than 64 is 20 %
+        smaller and its loads take 10 % longer (1.43 vs 1.30 ms).
         """
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
@@ -708,8 +746,12 @@ class SessionStore(_Queries):
             metadata = attrs.evolve(metadata, message_count=len(messages))
         meta_wire = metadata_to_wire(metadata)
         meta_wire.pop("ck", None)
+        j = self._journal
+        sampled: list[bytes] = []  # the new messages' msgpack, for the dictionary
 
-        def full() -> Entry:
+        def full(dictionary: Dictionary | None) -> Entry:
+            raw = _packb(messages_to_wire(messages), "messages")
+            sampled[:] = [raw]
             payload = full_save_payload(
                 meta_wire,
                 conversation.id,
@@ -718,20 +760,22 @@ class SessionStore(_Queries):
                 conversation.mode_history,
                 state,
                 actor,
+                blob_of(raw, dictionary),
             )
             return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):
             # Read before catching up: any change of another process adopted
             # from here on makes ``prepare`` look at the log again.
-            foreign = self._journal.foreign_changes
+            foreign = j.foreign_changes
             self._sync()
+            dictionary = self._dictionary()
             with self._runner.lock:
                 chain = self._contents.chains.get(sid.bytes)
                 head = chain.head if chain else 0
                 full_due = (
                     chain is None
-                    or chain.delta_bytes >= self.full_ratio * chain.full_bytes
+                    or chain.delta_bytes >= self.full_ratio * max(chain.full_bytes, FULL_FLOOR)
                     or len(chain.seqs) >= self.max_chain
                 )
                 changes = None if full_due else _meta_changes(self._index.sessions, sid, meta_wire)
@@ -746,8 +790,12 @@ class SessionStore(_Queries):
                     and base.conversation_id == conversation.id
                     and _extends(messages, base.messages)
                 ):
-                    entry = self._delta(sid, base, meta_wire, changes, conversation, state, actor)
-            first = entry if entry is not None else full()
+                    entry, raw = self._delta(
+                        sid, base, meta_wire, changes, conversation, state, actor, dictionary
+                    )
+                    sampled[:] = [raw]
+            first = entry if entry is not None else full(dictionary)
+            used = first.payload["v"] == 3
 
             def prepare() -> list[Entry] | None:
                 # Under the commit lock, caught up with every process: if the
@@ -755,14 +803,23 @@ class SessionStore(_Queries):
                 # Only another process can have changed it (this one's savers
                 # of the session wait for our stripe lock), and only if the
                 # journal adopted another process's change meanwhile.
-                if first is not entry or self._journal.foreign_changes == foreign:
-                    return None
-                self._sync()
-                with self._runner.lock:
-                    ch = self._contents.chains.get(sid.bytes)
-                    now_head = ch.head if ch else 0
-                if now_head != head and first is entry:
-                    return [full()]
+                if first is entry and j.foreign_changes != foreign:
+                    self._sync()
+                    with self._runner.lock:
+                        ch = self._contents.chains.get(sid.bytes)
+                        now_head = ch.head if ch else 0
+                    if now_head != head:
+                        return [full(self._trainer.current(j.active_base))]
+                if used and dictionary is not None and dictionary.seq < j.active_base:
+                    # Its segment was sealed meanwhile: no new reference to it
+                    # may appear (rule 2 in journal/_dictionary.py).
+                    if first is not entry:
+                        return [full(None)]
+                    assert base is not None
+                    plain, _ = self._delta(
+                        sid, base, meta_wire, changes, conversation, state, actor, None
+                    )
+                    return [plain]
                 return None
 
             seq = self._append([first], prepare)[0]
@@ -779,7 +836,54 @@ class SessionStore(_Queries):
                     state,
                 ),
             )
-            return seq
+        if sampled and not used and self._trainer.offer(j.active_base, seq, sid.bytes, sampled[0]):
+            self._train_dictionary()
+        return seq
+
+    def _dictionary(self) -> Dictionary | None:
+        """The dictionary new message blobs may use now (a hint: ``prepare`` checks)."""
+        j = self._journal
+        if j.readonly:
+            return None
+        active = j.active_base
+        d = self._trainer.current(active)
+        if d is None:
+            # Another writer (or this one before a restart) trained one for
+            # this segment: use it rather than train another.
+            seq = self._stats.dictionary_seq
+            if seq >= active:
+                try:
+                    d = j.dictionaries.get(seq)
+                except JournalError:
+                    return None  # damaged: blobs are written plain, as before it
+                self._trainer.adopt(d, active)
+        return d
+
+    def _train_dictionary(self) -> None:
+        """Train a dictionary on the samples and append it; a failure costs only
+        the dictionary (the save that asked for it is already durable)."""
+        trained = self._trainer.train()
+        if trained is None:
+            return
+        base, data, sources = trained
+        j = self._journal
+
+        def prepare() -> None:
+            # A purge seals the segment the samples came from: not trained on then.
+            if j.active_base != base:
+                raise _SegmentSealed
+            return None
+
+        try:
+            entry = Entry(EventType.DICTIONARY_TRAINED, dictionary_event(data, sources))
+            seq = self._append([entry], prepare)[0]
+        except (JournalError, _SegmentSealed):
+            self._trainer.cancel()
+            return
+        except BaseException:
+            self._trainer.cancel()
+            raise
+        self._trainer.install(base, seq, data, sources)
 
     def _delta(
         self,
@@ -790,7 +894,9 @@ class SessionStore(_Queries):
         conversation: ConversationSnapshot,
         state: SessionState,
         actor: str | None,
-    ) -> Entry:
+        dictionary: Dictionary | None,
+    ) -> tuple[Entry, bytes]:
+        """A delta save and the msgpack of its new messages."""
         n_old = len(base.messages)
         payload: dict[str, Any] = {"v": 1, "meta": meta_wire, "cid": conversation.id.bytes}
         if meta_changes is not None:
@@ -798,11 +904,9 @@ class SessionStore(_Queries):
             # which the session index merges into the map it holds, and no
             # conversation id (a delta's is always its base's).
             payload = {"v": 2, "md": meta_changes}
-        payload |= {
-            "base": n_old,
-            "n": len(conversation.messages),
-            "msgs": _blob(messages_to_wire(conversation.messages[n_old:]), "messages"),
-        }
+        raw = _packb(messages_to_wire(conversation.messages[n_old:]), "messages")
+        payload |= {"base": n_old, "n": len(conversation.messages)}
+        _with_blob(payload, blob_of(raw, dictionary))
         # Context, mode history and state are written only when they changed,
         # so a save's bytes follow what is new, not the session's size.
         if conversation.context != base.context:
@@ -813,7 +917,7 @@ class SessionStore(_Queries):
             payload["st"] = state_to_wire(state)
         if actor:
             payload["actor"] = actor
-        return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
+        return Entry(EventType.SESSION_SAVED, payload, sid, compress=False), raw
 
     def _base(self, sid: UUID, head: int) -> _Base | None:
         """What the log holds for the session at ``head`` (cached, else read back)."""
@@ -1037,6 +1141,8 @@ class SessionStore(_Queries):
                 self._bases.clear()
             else:
                 self._bases.pop(forget, None)
+                # The samples may hold the purged session's messages.
+                self._trainer.reset()
         self._sync()
         self._runner.forget_persisted()
         self._runner.persist()

@@ -203,7 +203,7 @@ def test_a_point_in_time_before_the_horizon_names_the_earliest_recoverable_time(
 
 def test_dry_run_says_what_would_be_reclaimed_and_changes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "j"
-    with SessionStore.open(root, segment_size=4096) as s:
+    with SessionStore.open(root, segment_size=4096, max_chain=4) as s:
         h = History(s)
         for k in range(60):
             h.save(UUID(int=k % 4 + 1), [f"turn {k} " * 10])
@@ -222,7 +222,8 @@ def test_a_compacted_journal_shrinks_to_within_1_5x_of_one_full_save_per_live_se
     tmp_path: Path,
 ) -> None:
     sids = [UUID(int=k + 1) for k in range(8)]
-    with SessionStore.open(tmp_path / "j", segment_size=1 << 16) as s:
+    # A short max_chain: full saves every 8, each superseding the ones before.
+    with SessionStore.open(tmp_path / "j", segment_size=1 << 16, max_chain=8) as s:
         h = History(s)
         # Enough turns for the superseded records to outweigh the live ones
         # 5 to 1 (delta saves carry only the metadata keys that changed).

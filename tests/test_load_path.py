@@ -35,7 +35,7 @@ from journal import (
     recover,
 )
 from journal._errors import CorruptPayload
-from journal._events import EventType, upcast
+from journal._events import SCHEMA_VERSION, EventType, upcast
 from journal._model import metadata_to_wire
 from tests._store_worker import T0, conversation
 from tests.test_point_in_time import OPS, Driver, Op, answers
@@ -285,8 +285,9 @@ def test_verify_reports_changed_keys_that_are_not_a_map(root: Path) -> None:
 
 def test_a_schema_newer_than_this_build_is_refused() -> None:
     assert upcast(EventType.SESSION_SAVED, {"v": 2, "md": {}})["v"] == 2
+    assert upcast(EventType.SESSION_SAVED, {"v": SCHEMA_VERSION})["v"] == SCHEMA_VERSION
     with pytest.raises(CorruptPayload, match="upgrade agcx"):
-        upcast(EventType.SESSION_SAVED, {"v": 3})
+        upcast(EventType.SESSION_SAVED, {"v": SCHEMA_VERSION + 1})
 
 
 # -- the load itself ---------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from typing import Any
 
 import attrs
 
-from journal import CorruptJournal, JournalError
+from journal import CorruptJournal, JournalError, RecordNotFound
 from journal._codec import Codec
+from journal._dictionary import DictionaryCache
 from journal._events import EventType, event_name, unpack_blob, upcast
 from journal._format import (
     HEADER_SIZE,
@@ -43,6 +44,7 @@ from journal._model import (
     state_from_wire,
 )
 from journal._recover import Damage, read_manifest, read_segment, scan_damaged, segment_files
+from journal._segment import Record
 
 __all__ = ["Problem", "VerifyReport", "verify"]
 
@@ -112,6 +114,18 @@ class _Verifier:
         self.prev_ts = 0
         self.segments = 0
         self.events: Counter[str] = Counter()
+        # Dictionaries seen so far: a blob may refer only to an earlier one.
+        self.dictionary_records: dict[int, Record] = {}
+        self.dictionaries = DictionaryCache(
+            self._dictionary_record, lambda r: self.codec.decode(r.codec, r.payload),
+            EventType.DICTIONARY_TRAINED,
+        )
+
+    def _dictionary_record(self, seq: int) -> Record:
+        rec = self.dictionary_records.get(seq)
+        if rec is None:
+            raise RecordNotFound(f"no dictionary before it has seq {seq}")
+        return rec
 
     def problem(self, path: str, offset: int | None, reason: str) -> None:
         self.problems.append(Problem(path, offset, reason))
@@ -295,11 +309,17 @@ class _Verifier:
                     metadata_from_wire(ev["meta"])
                 elif type(ev["md"]) is not dict:  # the metadata keys that changed (schema 2)
                     raise TypeError("metadata changes ('md') are not a map")
-                messages_from_wire(unpack_blob(ev["msgs"], f"seq {seq} messages"))
+                messages_from_wire(
+                    unpack_blob(ev["msgs"], f"seq {seq} messages", self.dictionaries)
+                )
             elif etype == EventType.CHECKPOINT_CREATED:
                 checkpoint_meta_from_wire(ev["meta"])
                 conversation_from_wire(unpack_blob(ev["conv"], f"seq {seq} checkpoint"))
                 state_from_wire(ev["st"])
+            elif etype == EventType.DICTIONARY_TRAINED:
+                rec = Record(seq, 0, etype, bytes(16), codec, data, 0, offset)
+                self.dictionary_records[seq] = rec
+                self.dictionaries.get(seq)  # loads: a dictionary zstd refuses is damage
         except JournalError as exc:
             self.problem(rel, offset, f"seq {seq}: {exc}")
         except (KeyError, TypeError, ValueError) as exc:
