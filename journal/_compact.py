@@ -180,7 +180,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                 # Content without metadata: only a salvaged journal that lost the
                 # session's full save has that. Nothing to fold it into: kept as it is.
                 for seq in chain.seqs:
-                    kept[seq] = j.read(seq)
+                    kept[seq] = rec = j.read(seq)
+                    _note_dictionary(j, rec, needed)
                 for ck in chain.checkpoints.values():
                     kept[int(ck[0])] = j.read(int(ck[0]))
                     live_checkpoints += 1
@@ -194,8 +195,7 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                 )
                 if same_meta:
                     kept[first.seq] = first  # already one full save: keep its bytes
-                    if (ref := blob_dictionary(ev)) is not None:
-                        needed.add(ref)
+                    _note_dictionary(j, first, needed)
             if first.seq not in kept:
                 base = view._read_chain(chain.seqs)
                 payload = full_save_payload(
@@ -219,10 +219,7 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         # commit rolled to a new segment); no new reference to one can appear
         # (rule 2 in journal/_dictionary.py), so this scan is enough.
         for rec in j.scan(from_seq=cut + 1):
-            if rec.event_type == EventType.SESSION_SAVED:
-                ref = blob_dictionary(upcast(rec.event_type, j.decode(rec)))
-                if ref is not None:
-                    needed.add(ref)
+            _note_dictionary(j, rec, needed)
         for seq in sorted(needed):
             if seq <= cut:
                 kept[seq] = j.read(seq)
@@ -317,11 +314,22 @@ def _dictionaries_of(j: Journal, segments: list[SegmentInfo], sid: bytes) -> set
     return found
 
 
+def _dictionary_of(j: Journal, rec: Record) -> int | None:
+    """The seq of the dictionary ``rec``'s messages are compressed with, if any."""
+    if rec.event_type != EventType.SESSION_SAVED:
+        return None
+    return blob_dictionary(upcast(rec.event_type, j.decode(rec)))
+
+
+def _note_dictionary(j: Journal, rec: Record, needed: set[int]) -> None:
+    ref = _dictionary_of(j, rec)
+    if ref is not None:
+        needed.add(ref)
+
+
 def _uses(j: Journal, rec: Record, dictionaries: set[int]) -> bool:
     """Whether ``rec``'s messages are compressed with one of ``dictionaries``."""
-    if not dictionaries or rec.event_type != EventType.SESSION_SAVED:
-        return False
-    return blob_dictionary(upcast(rec.event_type, j.decode(rec))) in dictionaries
+    return bool(dictionaries) and _dictionary_of(j, rec) in dictionaries
 
 
 def _without_dictionary(j: Journal, rec: Record) -> Record:
