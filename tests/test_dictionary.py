@@ -11,12 +11,12 @@ import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgpack
 import pytest
 import zstandard
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from journal import CorruptPayload, RecordNotFound, SessionStore, salvage
@@ -40,7 +40,7 @@ from journal._model import (
 )
 from journal._segment import Record
 from journal._store import full_save_payload
-from tests.test_compact import _all_bytes_under, _decompressed
+from tests.test_compact import History, _all_bytes_under, _apply, _decompressed, _ops, answers
 from tools._bench_agcx import AgcxPeer, to_snapshot
 from tools._bench_workload import Workload, load_corpus
 from tools._verify import verify
@@ -457,3 +457,52 @@ def test_the_audit_trail_names_a_dictionary_and_what_it_was_trained_on(root: Pat
     assert entry.summary.startswith("compression dictionary of ")
     assert entry.summary.endswith(" sessions") and "trained on" in entry.summary
     peer.close()
+
+
+# -- random histories ----------------------------------------------------------------------------
+
+
+class QuickTrainer(Trainer):
+    """Trains after a few hundred bytes, on a raw-content dictionary (the recent
+    samples themselves): zstd's trainer refuses a handful of tiny messages, and
+    the rules under test do not depend on how a dictionary was made."""
+
+    def train(self) -> tuple[int, bytes, frozenset[bytes]] | None:
+        with self._lock:
+            base, sources = self._base, frozenset(self._sources)
+            data = b"".join(self._samples)[-2048:]
+        return base, data, sources
+
+
+@settings(max_examples=40)
+@given(ops=_ops, more=_ops, seg=st.sampled_from([4096, 8192]), victim=st.integers(0, 3))
+def test_compaction_and_purge_of_random_histories_with_dictionaries_answer_as_before(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[Any], more: list[Any], seg: int, victim: int
+) -> None:
+    root = tmp_path_factory.mktemp("dict") / "j"
+    sids = [uuid4() for _ in range(4)]
+    with SessionStore.open(root, segment_size=seg, max_chain=3, durability="flush") as s:
+        s._trainer = QuickTrainer(train_bytes=128)
+        h = History(s)
+        for op in ops:
+            _apply(h, sids, op[0], op[1], op[2])
+        s.journal.seal_active()
+        for op in more:
+            _apply(h, sids, op[0], op[1], op[2])
+        live = answers(s)
+        s.compact(timedelta(0))
+        assert answers(s) == live
+        gone = sids[victim]
+        if any(r.session == gone.bytes for r in s.journal.scan()):
+            s.purge(gone)
+            remaining = [e for r, e in events(s.journal, EventType.DICTIONARY_TRAINED)]
+            assert all(gone.bytes not in read_dictionary_event(e)[1] for e in remaining)
+            live = {k: v for k, v in live.items() if str(gone) not in k}
+            live["list"] = [row for row in live["list"] if row[0] != gone]
+            live["search"] = [x for x in live["search"] if x != gone]
+            assert answers(s) == live
+        _apply(h, sids, "save", (victim + 1) % 4, "after")
+        live = answers(s)
+    with SessionStore.open(root, segment_size=seg) as s:
+        assert answers(s) == live
+    assert verify(str(root)).intact
