@@ -5,7 +5,8 @@ purge run through the recording file system. For every prefix of their file
 operations, each state a power loss could leave must open as the old or the
 new journal: every live session answers as before, the purged session is
 either intact (purge not acknowledged) or gone, and once the purge was
-acknowledged no byte of it is anywhere under the root.
+acknowledged no byte of it is anywhere under the root. With dictionaries, one
+of them is trained on the purged session's messages and holds them verbatim.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from typing import Any
 from uuid import UUID
 
 from journal import SessionState, SessionStore
+from journal._dictionary import read_dictionary_event
+from journal._events import EventType, upcast
 from tests.faultfs import CrashState, HarnessFS, enumerate_crash_states, report_figures
-from tests.test_compact import History, answers
+from tests.test_compact import History, _decompressed, answers
+from tests.test_dictionary import QuickTrainer
 
 SEG = 4096
 SECRET = "PURGE-ME-7f3a9c"
 VICTIM = UUID(int=3)
 
 
-def _history(base: Path) -> None:
+def _history(base: Path, dictionaries: bool = False) -> None:
     with SessionStore.open(base / "j", segment_size=SEG, max_chain=3) as s:
+        if dictionaries:
+            s._trainer = QuickTrainer(train_bytes=200)
         h = History(s)
         for k in range(14):
             h.save(UUID(int=k % 3 + 1), [f"turn {k} " * 6])
@@ -33,9 +39,24 @@ def _history(base: Path) -> None:
                 s.create_checkpoint(UUID(int=1), UUID(int=90), h.convs[UUID(int=1)], SessionState())
             if k == 6:
                 s.tag(UUID(int=2), "bug")
+        if dictionaries:
+            s.journal.seal_active()  # the next samples, the victim's first, train one
         h.save(VICTIM, [f"{SECRET} in a message"])
-        s.journal.seal_active()
+        if dictionaries:
+            h.save(UUID(int=2), ["sampled with the victim " * 3])
+            h.save(UUID(int=1), ["compressed with that dictionary " * 4])
+            assert _trained_on(s, VICTIM)
+        else:  # (the dictionary stays in the active segment, for the purge to find)
+            s.journal.seal_active()
         h.save(UUID(int=1), ["after the cut"])
+
+
+def _trained_on(s: SessionStore, sid: UUID) -> bool:
+    return any(
+        sid.bytes in read_dictionary_event(upcast(r.event_type, s.journal.decode(r)))[1]
+        for r in s.journal.scan()
+        if r.event_type == EventType.DICTIONARY_TRAINED
+    )
 
 
 def _expected(base: Path) -> dict[str, Any]:
@@ -46,11 +67,19 @@ def _expected(base: Path) -> dict[str, Any]:
 def test_power_loss_at_any_step_of_compaction_and_purge_leaves_the_old_or_the_new_journal(
     tmp_path: Path,
 ) -> None:
+    _run(tmp_path, dictionaries=False)
+
+
+def test_the_same_with_a_dictionary_trained_on_the_purged_session(tmp_path: Path) -> None:
+    _run(tmp_path, dictionaries=True)
+
+
+def _run(tmp_path: Path, dictionaries: bool) -> None:
     before: dict[str, Any] = {}
     after_purge: dict[str, Any] = {}
 
     def setup(base: Path) -> None:
-        _history(base)
+        _history(base, dictionaries)
         before.update(_expected(base))
         after_purge.update(
             {k: v for k, v in before.items() if str(VICTIM) not in k and k != "list"}
@@ -69,16 +98,20 @@ def test_power_loss_at_any_step_of_compaction_and_purge_leaves_the_old_or_the_ne
             got = answers(s)
             for rec in s.journal.scan():
                 s.journal.decode(rec)
+            trained_on_victim = _trained_on(s, VICTIM)
         if "purged" in state.acked:
             assert {k: v for k, v in got.items() if k != "list"} == after_purge
+            assert not trained_on_victim
             for f in root.rglob("*"):
                 if f.is_file():
-                    assert SECRET.encode() not in f.read_bytes(), f
+                    data = f.read_bytes()
+                    assert SECRET.encode() not in data + _decompressed(data), f
         elif any(str(VICTIM) in k for k in got):
             assert got == before
         else:  # the purge's SessionPurged was written, its rewrite not yet complete
             assert {k: v for k, v in got.items() if k != "list"} == after_purge
 
     report = enumerate_crash_states(workload, check, tmp_path / "run", setup=setup, cap=60)
-    report_figures("crash: compaction+purge", report.as_dict())
+    what = "compaction+purge with dictionaries" if dictionaries else "compaction+purge"
+    report_figures(f"crash: {what}", report.as_dict())
     assert report.checked > 50
