@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 DICT_BLOB = 0xC1
+_MARK = bytes((DICT_BLOB,))
 _REF = struct.Struct("<BQ")
 REF_SIZE = _REF.size
 # Measured on the bench workload (docs/BENCHMARKS.md): dictionaries trained
@@ -72,7 +73,7 @@ _CACHED = 16
 
 def blob_reference(blob: bytes) -> int | None:
     """The seq of the dictionary a message blob needs, or ``None`` for a plain blob."""
-    if blob[:1] != b"\xc1":
+    if blob[:1] != _MARK:
         return None
     if len(blob) < _REF.size + 4:
         raise CorruptPayload(f"dictionary blob of {len(blob)} bytes is truncated")
@@ -264,7 +265,7 @@ class Trainer:
             self._training = False
             if base == self._base:
                 self._dict = d
-                self._samples, self._sampled = [], 0
+                self._samples, self._sources, self._sampled = [], set(), 0
 
     def adopt(self, d: Dictionary, active_base: int) -> None:
         """Use a dictionary another writer trained for the active segment."""
@@ -273,7 +274,7 @@ class Trainer:
                 self._reset(active_base)
             if self._dict is None and d.seq >= active_base:
                 self._dict = d
-                self._samples, self._sampled = [], 0
+                self._samples, self._sources, self._sampled = [], set(), 0
 
     def cancel(self, *, retry: bool = False) -> None:
         """Training or its append failed: keep sampling (for twice as long if ``retry``)."""

@@ -125,9 +125,9 @@ _frame_content_size = zstandard.frame_content_size
 _DICT_BLOB = bytes([DICT_BLOB])
 
 
-def pack_blob(obj: Any, dictionary: Dictionary | None = None) -> bytes:
+def pack_blob(obj: Any) -> bytes:
     """msgpack ``obj`` into a nested blob (see :func:`blob_of`)."""
-    return blob_of(msgpack.packb(obj, use_bin_type=True), dictionary)
+    return blob_of(msgpack.packb(obj, use_bin_type=True))
 
 
 def blob_of(data: bytes, dictionary: Dictionary | None = None) -> bytes:

@@ -33,7 +33,7 @@ import msgpack
 
 from journal import _compact
 from journal._compact import CompactionReport, PurgeReport
-from journal._dictionary import Dictionary, Trainer, dictionary_event
+from journal._dictionary import Dictionary, Trainer, blob_reference, dictionary_event
 from journal._errors import (
     CheckpointNotFound,
     CorruptPayload,
@@ -94,8 +94,9 @@ __all__ = [
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 _STRIPES = 64
-
-
+_CONTENT_EVENTS = frozenset(
+    {EventType.SESSION_SAVED, EventType.SESSION_DELETED, EventType.SESSION_PURGED}
+)
 # A full save is not worth its copy of the session before the deltas reach
 # ``full_ratio`` times this many bytes: below it a load reads the deltas
 # nearly as fast (bench workload: 1.43 ms without these full saves, 1.30 with).
@@ -104,9 +105,6 @@ FULL_FLOOR = 64 << 10
 
 class _SegmentSealed(Exception):
     """A dictionary's samples came from a segment that is no longer the active one."""
-_CONTENT_EVENTS = frozenset(
-    {EventType.SESSION_SAVED, EventType.SESSION_DELETED, EventType.SESSION_PURGED}
-)
 
 
 @attrs.frozen
@@ -248,7 +246,7 @@ def _blob(obj: object, what: str) -> bytes:
 def _with_blob(payload: dict[str, Any], blob: bytes) -> dict[str, Any]:
     """``payload`` carrying ``blob`` as its messages (schema 3 for a dictionary blob)."""
     payload["msgs"] = blob
-    if blob[:1] == b"\xc1":
+    if blob_reference(blob) is not None:
         payload["v"] = 3
     return payload
 
