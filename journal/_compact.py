@@ -268,21 +268,27 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
         new: list[SegmentInfo] = []
         removed = removed_bytes = 0
         generation = j.manifest.generation + 1
-        sealed = [s for s in j.manifest.segments if s.sealed and s.count]
-        trained_on = _dictionaries_of(j, sealed, sid)
-        for s in sealed:
+        # One pass in seq order: a blob only ever refers back, so every
+        # dictionary trained on the session is known before a blob that uses it.
+        trained_on: set[int] = set()
+        for s in j.manifest.segments:
+            if not s.sealed or not s.count:
+                continue
             recs = list(_scan_segments(j, [s]))
-            doomed = {r.seq for r in recs if _purged(r, sid, purge_seq) or r.seq in trained_on}
-            recode = {r.seq for r in recs if r.seq not in doomed and _uses(j, r, trained_on)}
-            if not doomed and not recode:
+            keep, doomed = [], []
+            for r in recs:
+                if _purged(r, sid, purge_seq) or _trained_on(j, r, sid):
+                    doomed.append(r)
+                    if r.event_type == EventType.DICTIONARY_TRAINED:
+                        trained_on.add(r.seq)
+                elif trained_on and _dictionary_of(j, r) in trained_on:
+                    keep.append(_without_dictionary(j, r))
+                else:
+                    keep.append(r)
+            if not doomed and all(a is b for a, b in zip(keep, recs, strict=True)):
                 continue
             removed += len(doomed)
-            removed_bytes += sum(r.size for r in recs if r.seq in doomed)
-            keep = [
-                _without_dictionary(j, r) if r.seq in recode else r
-                for r in recs
-                if r.seq not in doomed
-            ]
+            removed_bytes += sum(r.size for r in doomed)
             new += write_segment_files(
                 j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
             )
@@ -303,15 +309,12 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
         )
 
 
-def _dictionaries_of(j: Journal, segments: list[SegmentInfo], sid: bytes) -> set[int]:
-    """The seqs of the dictionaries trained on messages of session ``sid``."""
-    found = set()
-    for rec in _scan_segments(j, segments):
-        if rec.event_type == EventType.DICTIONARY_TRAINED:
-            _, sources = read_dictionary_event(upcast(rec.event_type, j.decode(rec)))
-            if sid in sources:
-                found.add(rec.seq)
-    return found
+def _trained_on(j: Journal, rec: Record, sid: bytes) -> bool:
+    """Whether ``rec`` is a dictionary trained on messages of session ``sid``."""
+    if rec.event_type != EventType.DICTIONARY_TRAINED:
+        return False
+    _, sources = read_dictionary_event(upcast(rec.event_type, j.decode(rec)))
+    return sid in sources
 
 
 def _dictionary_of(j: Journal, rec: Record) -> int | None:
@@ -325,11 +328,6 @@ def _note_dictionary(j: Journal, rec: Record, needed: set[int]) -> None:
     ref = _dictionary_of(j, rec)
     if ref is not None:
         needed.add(ref)
-
-
-def _uses(j: Journal, rec: Record, dictionaries: set[int]) -> bool:
-    """Whether ``rec``'s messages are compressed with one of ``dictionaries``."""
-    return bool(dictionaries) and _dictionary_of(j, rec) in dictionaries
 
 
 def _without_dictionary(j: Journal, rec: Record) -> Record:
