@@ -41,8 +41,21 @@ from journal import (
     SessionState,
     SessionStore,
 )
+from journal._dictionary import Trainer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class QuickTrainer(Trainer):
+    """Trains after a few hundred bytes, on a raw-content dictionary (the recent
+    samples themselves): zstd's trainer refuses a handful of tiny messages, and
+    the rules of journal/_dictionary.py do not depend on how a dictionary was made."""
+
+    def train(self) -> tuple[int, bytes, frozenset[bytes]] | None:
+        with self._lock:
+            base, sources = self._base, frozenset(self._sources)
+            data = b"".join(self._samples)[-2048:]
+        return base, data, sources
 _NS = uuid5(NAMESPACE_URL, "https://agcx.test/store")
 
 
@@ -260,7 +273,14 @@ def run(plan: dict[str, object]) -> None:
     for sid in shared:
         local[sid] = (uid(f"conv/{sid}"), list(base_keys))
     my_tags: dict[UUID, list[str]] = {sid: [] for sid in own + shared}
-    store = SessionStore.open(root, lock_timeout=60, durability=str(plan["durability"]))
+    store = SessionStore.open(
+        root,
+        lock_timeout=60,
+        durability=str(plan["durability"]),
+        segment_size=int(plan.get("segment_size", 64 << 20)),
+    )
+    if plan.get("dictionaries"):
+        store._trainer = QuickTrainer(train_bytes=int(plan["dictionaries"]))
     _say({"op": "ready"})
     sys.stdin.readline()
     for i in range(count):

@@ -19,9 +19,9 @@ from uuid import UUID
 from journal import SessionState, SessionStore
 from journal._dictionary import read_dictionary_event
 from journal._events import EventType, upcast
+from tests._store_worker import QuickTrainer
 from tests.faultfs import CrashState, HarnessFS, enumerate_crash_states, report_figures
 from tests.test_compact import History, _decompressed, answers
-from tests.test_dictionary import QuickTrainer
 
 SEG = 4096
 SECRET = "PURGE-ME-7f3a9c"

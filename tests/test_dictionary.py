@@ -40,6 +40,7 @@ from journal._model import (
 )
 from journal._segment import Record
 from journal._store import full_save_payload
+from tests._store_worker import QuickTrainer
 from tests.test_compact import History, _all_bytes_under, _apply, _decompressed, _ops, answers
 from tools._bench_agcx import AgcxPeer, to_snapshot
 from tools._bench_workload import Workload, load_corpus
@@ -460,18 +461,6 @@ def test_the_audit_trail_names_a_dictionary_and_what_it_was_trained_on(root: Pat
 
 
 # -- random histories ----------------------------------------------------------------------------
-
-
-class QuickTrainer(Trainer):
-    """Trains after a few hundred bytes, on a raw-content dictionary (the recent
-    samples themselves): zstd's trainer refuses a handful of tiny messages, and
-    the rules under test do not depend on how a dictionary was made."""
-
-    def train(self) -> tuple[int, bytes, frozenset[bytes]] | None:
-        with self._lock:
-            base, sources = self._base, frozenset(self._sources)
-            data = b"".join(self._samples)[-2048:]
-        return base, data, sources
 
 
 @settings(max_examples=40)

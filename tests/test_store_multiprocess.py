@@ -21,10 +21,11 @@ from typing import Any
 from uuid import UUID
 
 from journal import EventType, Journal, SessionState, SessionStore
-from journal._events import unpack_blob
+from journal._events import blob_dictionary, unpack_blob
 from journal._model import messages_from_wire
 from tests._store_worker import conversation, key_of, metadata, uid
 from tests.conftest import PYTHON, ROOT, child_env
+from tools._verify import verify
 
 WORKER = str(ROOT / "tests" / "_store_worker.py")
 
@@ -121,6 +122,8 @@ def assign_seqs(root: Path, ops: Log) -> list[tuple[int, dict[str, Any]]]:
             if t == EventType.SESSION_SAVED:
                 saves.add(rec.seq)
                 continue
+            if t == EventType.DICTIONARY_TRAINED:
+                continue  # the store's own, not an operation of the workers
             if t == EventType.TAGS_CHANGED:
                 keys = [("tag", x) for x in ev["add"]] + [("untag", x) for x in ev["rm"]]
             elif t == EventType.SESSION_RENAMED:
@@ -215,7 +218,8 @@ def assert_no_delta_on_a_stale_base(root: Path, ops: Log) -> int:
             ev = j.decode(rec)
             keys = keys_at[rec.seq]
             assert ev["n"] == len(keys)
-            new = [key_of(m) for m in messages_from_wire(unpack_blob(ev["msgs"], "messages"))]
+            blob = unpack_blob(ev["msgs"], "messages", j.dictionaries)
+            new = [key_of(m) for m in messages_from_wire(blob)]
             if ev["base"]:
                 deltas += 1
                 prev = last.get(rec.session)
@@ -232,6 +236,28 @@ def assert_no_delta_on_a_stale_base(root: Path, ops: Log) -> int:
 def test_processes_saving_tagging_renaming_and_deleting_at_once_match_the_replayed_oracle(
     root: Path, tmp_path: Path
 ) -> None:
+    _mixed_workers(root, tmp_path)
+
+
+def test_the_same_with_dictionaries_trained_often_in_small_segments(
+    root: Path, tmp_path: Path
+) -> None:
+    # Each process trains its own dictionaries or takes a peer's, in 4 KiB
+    # segments that the others seal under it: every blob must stay decodable.
+    _mixed_workers(root, tmp_path, dictionaries=128, segment_size=4096)
+    with Journal.open(root, readonly=True) as j:
+        trained = [r for r in j.scan() if r.event_type == EventType.DICTIONARY_TRAINED]
+        uses = [
+            r
+            for r in j.scan()
+            if r.event_type == EventType.SESSION_SAVED
+            and blob_dictionary(j.decode(r)) is not None
+        ]
+    assert len(trained) > 3 and len(uses) > 20
+    assert verify(str(root)).intact
+
+
+def _mixed_workers(root: Path, tmp_path: Path, **options: Any) -> None:
     shared = [uid("shared/0"), uid("shared/1")]
     base_keys = [f"base{i}" for i in range(3)]
     kinds = [
@@ -241,7 +267,8 @@ def test_processes_saving_tagging_renaming_and_deleting_at_once_match_the_replay
     ]  # fmt: skip
     with SessionStore.open(root) as watcher:  # open before, during and after
         seeded = seed_shared(watcher, shared, base_keys)
-        logs = run_workers(root, plans(3, 40, kinds, shared, base_keys), tmp_path)
+        worker_plans = [p | options for p in plans(3, 40, kinds, shared, base_keys)]
+        logs = run_workers(root, worker_plans, tmp_path)
         ops = seeded + [
             {**line, "w": w}
             for w, log in enumerate(logs)
