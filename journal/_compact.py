@@ -195,7 +195,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                 )
                 if same_meta:
                     kept[first.seq] = first  # already one full save: keep its bytes
-                    _note_dictionary(j, first, needed)
+                    if (ref := blob_dictionary(ev)) is not None:
+                        needed.add(ref)
             if first.seq not in kept:
                 base = view._read_chain(chain.seqs)
                 payload = full_save_payload(
