@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -22,6 +22,7 @@ from journal._import import ImportReport
 from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
+    MessageSnapshot,
     SessionMetadata,
     SessionState,
 )
@@ -59,6 +60,9 @@ class AsyncPointInTimeView:
         self, session_id: UUID | str
     ) -> tuple[SessionMetadata, ConversationSnapshot, SessionState]:
         return await _run(self.sync.load_session, session_id)
+
+    async def fork_origin(self, session_id: UUID | str) -> tuple[UUID, int, int] | None:
+        return await _run(self.sync.fork_origin, session_id)
 
     async def load_checkpoint(
         self, session_id: UUID | str, checkpoint_id: UUID | str
@@ -121,6 +125,42 @@ class AsyncSessionStore(AsyncPointInTimeView):
         self, session_id: UUID | str, *, reason: str = "user", actor: str | None = None
     ) -> None:
         await _run(self.sync.delete_session, session_id, reason=reason, actor=actor)
+
+    async def fork_session(
+        self,
+        source_id: UUID | str,
+        new_id: UUID | str | None = None,
+        *,
+        at_message: int | None = None,
+        title: str | None = None,
+        actor: str | None = None,
+    ) -> UUID:
+        return await _run(
+            self.sync.fork_session, source_id, new_id, at_message=at_message, title=title,
+            actor=actor,
+        )
+
+    async def truncate_session(
+        self, session_id: UUID | str, message_count: int, *, actor: str | None = None
+    ) -> int:
+        return await _run(self.sync.truncate_session, session_id, message_count, actor=actor)
+
+    async def pop_message(
+        self, session_id: UUID | str, *, actor: str | None = None
+    ) -> MessageSnapshot | None:
+        return await _run(self.sync.pop_message, session_id, actor=actor)
+
+    async def append_messages(
+        self,
+        session_id: UUID | str,
+        messages: Sequence[MessageSnapshot],
+        *,
+        metadata: SessionMetadata | None = None,
+        actor: str | None = None,
+    ) -> int:
+        return await _run(
+            self.sync.append_messages, session_id, messages, metadata=metadata, actor=actor
+        )
 
     async def tag(self, session_id: UUID | str, *tags: str) -> None:
         await _run(self.sync.tag, session_id, *tags)

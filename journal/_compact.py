@@ -42,6 +42,7 @@ import attrs
 from journal._dictionary import read_dictionary_event
 from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
 from journal._events import EventType, blob_dictionary, blob_of, upcast
+from journal._fork import give_forks_their_own
 from journal._format import HEADER_SIZE, SegmentInfo
 from journal._log import Entry, Journal, from_ns
 from journal._rewrite import (
@@ -187,7 +188,7 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                     live_checkpoints += 1
                 continue
             first = j.read(chain.born)
-            if chain.seqs == [chain.born]:
+            if chain.seqs == [chain.born] and first.event_type == EventType.SESSION_SAVED:
                 ev = upcast(first.event_type, j.decode(first))
                 same_meta = (
                     "meta" in ev
@@ -203,6 +204,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
                     meta_wire, base.conversation_id, base.messages, base.context,
                     base.mode_history, base.state,
                 )
+                if chain.origin is not None:
+                    payload["fk"] = chain.origin  # the fork's own full save
                 c, data = codec.encode(payload, compress=False)
                 kept[first.seq] = Record(
                     first.seq, first.ts_ns, EventType.SESSION_SAVED, sid, c, data, 0, 0
@@ -260,6 +263,9 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
         store._sync()
         if not any(r.session == sid for r in j.scan()):
             raise SessionNotFound(f"no record of session {session_id} in the journal")
+        # Forks reading the session's records get their own copy first: once
+        # these full saves are durable, removing its bytes leaves them whole.
+        give_forks_their_own(store, sid)
         payload: dict[str, Any] = {"v": 1}
         if actor:
             payload["actor"] = actor

@@ -64,6 +64,8 @@ class EventType(enum.IntEnum):
     CHECKPOINT_DELETED = 9
     LEGACY_IMPORTED = 10
     DICTIONARY_TRAINED = 11
+    SESSION_FORKED = 12
+    SESSION_TRUNCATED = 13
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -78,6 +80,8 @@ EVENT_NAMES: dict[int, str] = {
     EventType.CHECKPOINT_DELETED: "CheckpointDeleted",
     EventType.LEGACY_IMPORTED: "LegacyImported",
     EventType.DICTIONARY_TRAINED: "DictionaryTrained",
+    EventType.SESSION_FORKED: "SessionForked",
+    EventType.SESSION_TRUNCATED: "SessionTruncated",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 

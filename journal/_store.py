@@ -31,7 +31,7 @@ from uuid import UUID
 import attrs
 import msgpack
 
-from journal import _compact
+from journal import _compact, _fork
 from journal._compact import CompactionReport, PurgeReport
 from journal._dictionary import Dictionary, Trainer, blob_reference, dictionary_event
 from journal._errors import (
@@ -95,8 +95,15 @@ __all__ = [
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 _STRIPES = 64
 _CONTENT_EVENTS = frozenset(
-    {EventType.SESSION_SAVED, EventType.SESSION_DELETED, EventType.SESSION_PURGED}
+    {
+        EventType.SESSION_SAVED,
+        EventType.SESSION_DELETED,
+        EventType.SESSION_PURGED,
+        EventType.SESSION_FORKED,
+        EventType.SESSION_TRUNCATED,
+    }
 )
+_SESSION_SAVED = int(EventType.SESSION_SAVED)
 # A full save is not worth its copy of the session before the deltas reach
 # ``full_ratio`` times this many bytes: below it a load reads the deltas
 # nearly as fast (bench workload: 1.43 ms without these full saves, 1.30 with).
@@ -190,6 +197,13 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
         return f"checkpoint {cid_hex} deleted"
     if t == EventType.LEGACY_IMPORTED:
         return f"imported {event.get('kind', 'file')} {event.get('path', '')}"
+    if t == EventType.SESSION_FORKED:
+        src = event.get("src", b"")
+        src_text = str(UUID(bytes=src)) if isinstance(src, bytes) and len(src) == 16 else "?"
+        return f"forked from {src_text} at message {event.get('n', 0)}"
+    if t == EventType.SESSION_TRUNCATED:
+        n = event.get("n", 0)
+        return "cleared (0 messages)" if n == 0 else f"truncated to {n} messages"
     if t == EventType.DICTIONARY_TRAINED:
         d, src = event.get("d", b""), event.get("src", ())
         return f"compression dictionary of {len(d) >> 10} KiB, trained on {len(src)} sessions"
@@ -421,6 +435,20 @@ class _Queries:
                 raise SessionNotFound(f"no session {sid}")
             return self._metadata(sid.bytes)
 
+    def fork_origin(self, session_id: UUID | str) -> tuple[UUID, int, int] | None:
+        """Where a forked session came from: ``(source id, message count at the
+        fork, seq of the fork)``, or ``None`` for a session that is no fork."""
+        sid = _sid(session_id)
+        self._sync()
+        with self._runner.lock:
+            chain = self._contents.chains.get(sid.bytes)
+            if chain is None or sid.bytes not in self._index.sessions:
+                raise SessionNotFound(f"no session {sid}")
+            if chain.origin is None:
+                return None
+            src, n, seq = chain.origin
+            return UUID(bytes=bytes(src)), int(n), int(seq)
+
     def load_session(
         self, session_id: UUID | str
     ) -> tuple[SessionMetadata, ConversationSnapshot, SessionState]:
@@ -461,6 +489,14 @@ class _Queries:
             cid: object = None
             for rec in records:
                 ev = upcast(rec.event_type, j.decode(rec))
+                if rec.event_type != _SESSION_SAVED:
+                    # A fork point or a truncation: the messages before it, cut
+                    # (journal/_fork.py). A fork whose source's records are gone
+                    # (a view before a purge of the source) starts empty.
+                    del messages[ev["n"] :]
+                    if cid is None:
+                        cid = rec.session
+                    continue
                 msgs = messages_from_wire(
                     unpack_blob(ev["msgs"], f"seq {rec.seq} messages", j.dictionaries)
                 )
@@ -1037,6 +1073,60 @@ class SessionStore(_Queries):
                 ]
             )
         return doomed
+
+    def fork_session(
+        self,
+        source_id: UUID | str,
+        new_id: UUID | str | None = None,
+        *,
+        at_message: int | None = None,
+        title: str | None = None,
+        actor: str | None = None,
+    ) -> UUID:
+        """Start a new session as the first ``at_message`` messages of
+        ``source_id`` (all of them when ``None``); return its id.
+
+        It costs one small ``SessionForked`` event whatever the source's size:
+        the fork reads the source's records up to the fork point, then its own
+        saves, which are deltas on top. The fork gets a new id (``new_id``, or
+        a random one), ``title`` (default: the source's with `` (fork)``), the
+        source's context, mode history and state, and no checkpoints. Later
+        changes to either session do not affect the other; compaction and
+        purge keep the fork whole (docs/FORMAT.md, "Forks").
+        """
+        new = None if new_id is None else _sid(new_id, "new session id")
+        return _fork.fork_session(self, _sid(source_id), new, at_message, title, actor)
+
+    def truncate_session(
+        self, session_id: UUID | str, message_count: int, *, actor: str | None = None
+    ) -> int:
+        """Cut a session's conversation to its first ``message_count`` messages
+        (0 clears it) with one ``SessionTruncated`` event; return its seq."""
+        return _fork.truncate(self, _sid(session_id), message_count, actor)
+
+    def pop_message(
+        self, session_id: UUID | str, *, actor: str | None = None
+    ) -> MessageSnapshot | None:
+        """Remove and return the session's last message (``None`` when it has
+        none) with one ``SessionTruncated`` event; atomic across processes."""
+        return _fork.pop_message(self, _sid(session_id), actor)
+
+    def append_messages(
+        self,
+        session_id: UUID | str,
+        messages: Sequence[MessageSnapshot],
+        *,
+        metadata: SessionMetadata | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Add ``messages`` after the session's current ones; return the seq.
+
+        Unlike :meth:`save_session` (whose last writer wins) it is a delta on
+        whatever the log holds when it commits, so concurrent appends from
+        several processes all keep their messages. A session that does not
+        exist is created from ``metadata`` (``SessionNotFound`` without it).
+        """
+        return _fork.append_messages(self, _sid(session_id), messages, metadata, actor)
 
     # -- checkpoints ----------------------------------------------------------------------
 

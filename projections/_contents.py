@@ -21,6 +21,8 @@ __all__ = ["Chain", "SessionContents"]
 _SESSION_SAVED = int(EventType.SESSION_SAVED)
 _CHECKPOINT_CREATED = int(EventType.CHECKPOINT_CREATED)
 _CHECKPOINT_DELETED = int(EventType.CHECKPOINT_DELETED)
+_SESSION_FORKED = int(EventType.SESSION_FORKED)
+_SESSION_TRUNCATED = int(EventType.SESSION_TRUNCATED)
 _GONE = frozenset({int(EventType.SESSION_DELETED), int(EventType.SESSION_PURGED)})
 
 
@@ -30,6 +32,15 @@ class Chain:
     ``seqs`` is the last full save followed by the delta saves after it;
     ``stored``/``raw`` are their bytes on disk and uncompressed. ``checkpoints``
     maps a checkpoint id to ``[seq, stored bytes, raw bytes, metadata wire]``.
+
+    A ``SessionTruncated`` record in ``seqs`` cuts the messages read before it
+    to its ``n``. A fork's chain is its source's chain as the log held it at
+    the ``SessionForked`` record, followed by that record (which cuts to the
+    fork point), then the fork's own deltas: ``shares`` lists the sessions
+    whose records it reads (purge gives the fork its own full save first),
+    ``shared`` their bytes (counted once, with their source, in
+    :meth:`SessionContents.live_bytes`), and ``origin`` is
+    ``[source id, message count, seq]`` of the fork, kept across later saves.
     """
 
     __slots__ = (
@@ -39,8 +50,11 @@ class Chain:
         "delta_bytes",
         "full_bytes",
         "messages",
+        "origin",
         "raw",
         "seqs",
+        "shared",
+        "shares",
         "stored",
     )
 
@@ -54,6 +68,9 @@ class Chain:
         self.checkpoints: dict[bytes, list[Any]] = {}
         self.changes = 0  # bumped on every change, so callers can cache derived views
         self.born = 0  # seq of the save that began this life of the session
+        self.shares: list[bytes] = []
+        self.shared = 0
+        self.origin: list[Any] | None = None
 
     @property
     def head(self) -> int:
@@ -70,18 +87,29 @@ class Chain:
             self.raw,
             self.checkpoints,
             self.born,
+            self.shares,
+            self.shared,
+            self.origin,
         ]
 
     @classmethod
     def from_state(cls, s: list[Any]) -> Chain:
         # No __init__, no copies: msgpack already gave fresh lists, bytes keys
         # and lists of checkpoint fields.
-        if type(s) is not list or len(s) != 8:
+        if type(s) is not list or len(s) != 11:
             raise TypeError("malformed chain state")
         c = cls.__new__(cls)
-        c.seqs, c.messages, c.full_bytes, c.delta_bytes, c.stored, c.raw, c.checkpoints, c.born = s
+        (
+            c.seqs, c.messages, c.full_bytes, c.delta_bytes, c.stored, c.raw, c.checkpoints,
+            c.born, c.shares, c.shared, c.origin,
+        ) = s
         c.changes = 0
-        if type(c.seqs) is not list or not c.seqs or type(c.checkpoints) is not dict:
+        if (
+            type(c.seqs) is not list
+            or not c.seqs
+            or type(c.checkpoints) is not dict
+            or type(c.shares) is not list
+        ):
             raise TypeError("malformed chain state")
         return c
 
@@ -95,7 +123,9 @@ class SessionContents:
     """
 
     name = "contents"
-    version = 2  # 2: each session's chain packed on its own (decoded on first use)
+    # 2: each session's chain packed on its own (decoded on first use);
+    # 3: forks and truncations (shares, shared, origin)
+    version = 3
 
     def __init__(self) -> None:
         self._chains: dict[bytes, Chain] = {}
@@ -137,6 +167,11 @@ class SessionContents:
                 chain.seqs = [rec.seq]
                 chain.full_bytes, chain.delta_bytes = size, 0
                 chain.stored, chain.raw = size, raw
+                if chain.shares:
+                    chain.shares, chain.shared = [], 0
+                fork = event.get("fk")
+                if fork is not None:  # a fork's own full save (compaction, purge)
+                    chain.origin = list(fork)
             else:
                 chain.seqs.append(rec.seq)
                 chain.delta_bytes += size
@@ -146,6 +181,18 @@ class SessionContents:
             chain.changes += 1
         elif t in _GONE:
             dict.pop(chains, sid, None)  # gone: not decoded first if still packed
+        elif t == _SESSION_FORKED:
+            chains[sid] = _forked(chains.get(bytes(event["src"])), rec, event)
+        elif t == _SESSION_TRUNCATED:
+            chain = chains.get(sid)
+            if chain is not None:
+                size = rec.size
+                chain.seqs.append(rec.seq)
+                chain.messages = min(chain.messages, event["n"])
+                chain.delta_bytes += size
+                chain.stored += size
+                chain.raw += size
+                chain.changes += 1
         elif t == _CHECKPOINT_CREATED:
             chain = chains.get(sid)
             if chain is not None:
@@ -160,9 +207,11 @@ class SessionContents:
                 chain.changes += 1
 
     def live_bytes(self) -> int:
-        """Bytes of the records that current state needs (the rest is reclaimable)."""
+        """Bytes of the records that current state needs (the rest is reclaimable);
+        a fork's shared records count with their source."""
         return sum(
-            c.stored + sum(k[1] for k in c.checkpoints.values()) for c in self.chains.values()
+            c.stored - c.shared + sum(k[1] for k in c.checkpoints.values())
+            for c in self.chains.values()
         )
 
     def to_state(self) -> Any:
@@ -179,6 +228,29 @@ class SessionContents:
 
     def plain_state(self) -> Any:
         return {k: c.to_state() for k, c in self.chains.items()}
+
+
+def _forked(source: Chain | None, rec: Record, event: dict[str, Any]) -> Chain:
+    """The chain of a session forked from ``source`` (``None``: the source's
+    records are gone, as in a view before a purge of the source)."""
+    chain = Chain()
+    chain.born = rec.seq
+    src = bytes(event["src"])
+    chain.origin = [src, event["n"], rec.seq]
+    size = rec.size
+    if source is None:
+        chain.seqs = [rec.seq]
+        chain.full_bytes = chain.stored = chain.raw = size
+        return chain
+    chain.seqs = [*source.seqs, rec.seq]
+    chain.messages = min(source.messages, event["n"])
+    chain.full_bytes = source.full_bytes
+    chain.delta_bytes = source.delta_bytes + size
+    chain.stored = source.stored + size
+    chain.raw = source.raw + size
+    chain.shared = source.stored
+    chain.shares = [*source.shares, src] if src not in source.shares else list(source.shares)
+    return chain
 
 
 _SOURCE = "projections/contents.snap"

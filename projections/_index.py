@@ -20,6 +20,8 @@ _TAGS_CHANGED = int(EventType.TAGS_CHANGED)
 _FAVORITE_CHANGED = int(EventType.FAVORITE_CHANGED)
 _SESSION_RENAMED = int(EventType.SESSION_RENAMED)
 _SESSION_TOUCHED = int(EventType.SESSION_TOUCHED)
+_SESSION_FORKED = int(EventType.SESSION_FORKED)
+_SESSION_TRUNCATED = int(EventType.SESSION_TRUNCATED)
 _GONE = frozenset({int(EventType.SESSION_DELETED), int(EventType.SESSION_PURGED)})
 
 # Keys of the metadata wire map (journal._model.metadata_to_wire) this fold edits.
@@ -87,6 +89,10 @@ class SessionIndex:
                     return  # its session's full save is not in the log (salvage lost it)
                 meta = {**held, **event["md"]}
             sessions[sid] = meta
+        elif t == _SESSION_FORKED:
+            meta = dict(event["meta"])
+            meta.pop("ck", None)
+            sessions[sid] = meta
         elif t in _GONE:
             dict.pop(sessions, sid, None)  # gone: not decoded first if still packed
             self.versions.pop(sid, None)
@@ -109,6 +115,8 @@ class SessionIndex:
                 meta[_TITLE] = event["title"]
             elif t == _SESSION_TOUCHED:
                 meta[_ACCESSED] = event["at"]
+            elif t == _SESSION_TRUNCATED:
+                meta.update(event.get("md", {}))
             else:
                 return
         self.changes += 1
