@@ -199,8 +199,8 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
         return f"imported {event.get('kind', 'file')} {event.get('path', '')}"
     if t == EventType.SESSION_FORKED:
         src = event.get("src", b"")
-        src_text = str(UUID(bytes=src)) if isinstance(src, bytes) and len(src) == 16 else "?"
-        return f"forked from {src_text} at message {event.get('n', 0)}"
+        src_hex = UUID(bytes=src).hex[:8] if isinstance(src, bytes) and len(src) == 16 else "?"
+        return f"forked from {src_hex} at message {event.get('n', 0)}"
     if t == EventType.SESSION_TRUNCATED:
         n = event.get("n", 0)
         return "cleared (0 messages)" if n == 0 else f"truncated to {n} messages"

@@ -23,22 +23,19 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import pytest
+from agents import Agent, RunConfig, Runner, set_tracing_disabled
+from agents.memory import Session, SessionSettings
+from agents.memory.session import _session_accepts_wrapper
+from agents.testing import ScriptedModel, assistant_message
 
-pytest.importorskip("agents")
-
-from agents import Agent, RunConfig, Runner, set_tracing_disabled  # noqa: E402
-from agents.memory import Session, SessionSettings  # noqa: E402
-from agents.memory.session import _session_accepts_wrapper  # noqa: E402
-from agents.testing import ScriptedModel, assistant_message  # noqa: E402
-
-from journal import SessionStore  # noqa: E402
-from journal.integrations.openai_agents import (  # noqa: E402
+from journal import SessionStore
+from journal.integrations.openai_agents import (
     KIND_TAG,
     NAMESPACE,
     JournalSession,
     session_uuid,
 )
-from tests.conftest import PYTHON, ROOT, child_env  # noqa: E402
+from tests.conftest import PYTHON, ROOT, child_env
 
 pytestmark = pytest.mark.anyio
 
@@ -337,7 +334,8 @@ def work(t):
     shared = JournalSession("shared", store=store)
     async def run():
         for i in range(rounds):
-            await own.add_items([{"role": "user", "content": f"{i}"}, {"role": "x", "content": "pop me"}])
+            mine = [{"role": "user", "content": f"{i}"}, {"role": "x", "content": "pop me"}]
+            await own.add_items(mine)
             popped = await own.pop_item()
             assert popped == {"role": "x", "content": "pop me"}, popped
             await shared.add_items([{"role": "user", "content": f"p{proc}-t{t}-{i}"}])
@@ -373,8 +371,12 @@ def test_four_processes_of_several_threads_share_one_directory(root: Path) -> No
                     s = JournalSession(f"p{p}-t{t}", store=store)
                     assert contents(await s.get_items()) == [f"{i}" for i in range(rounds)]
             shared = contents(await JournalSession("shared", store=store).get_items())
-            want = {f"p{p}-t{t}-{i}" for p in range(procs) for t in range(threads) for i in
-                    range(rounds)}
+            want = {
+                f"p{p}-t{t}-{i}"
+                for p in range(procs)
+                for t in range(threads)
+                for i in range(rounds)
+            }
             assert sorted(shared) == sorted(want)  # nothing lost, nothing twice
             # Each writer's own items are in its order.
             for p in range(procs):

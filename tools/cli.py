@@ -320,6 +320,12 @@ def _iso(ns: int) -> str | None:
 # -- ls, show, stats, export --------------------------------------------------------------
 
 
+def session_kind(meta: SessionMetadata) -> str:
+    """A session's kind: ``K`` of its tag ``kind:K`` (sessions an integration
+    writes carry one, e.g. ``kind:openai-agents``), else ``session``."""
+    return next((t[5:] for t in meta.tags if t.startswith("kind:")), "session")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     with _store(args) as store:
         q = _view(store, args.at)
@@ -328,6 +334,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             metas = [m for m in metas if args.tag in m.tags]
         if args.favorites:
             metas = [m for m in metas if m.is_favorite]
+        if args.kind:
+            metas = [m for m in metas if session_kind(m) == args.kind]
         seq = _seq_of(q)
     if _json(args):
         print_json({"at_seq": seq, "sessions": metas})
@@ -346,6 +354,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         q = _view(store, args.at)
         found = _resolve_session(q, args.session, at=args.at is not None)
         meta, conv, state = q.load_session(found.id)
+        origin = q.fork_origin(found.id)
         checkpoint = None
         if args.checkpoint is not None:
             checkpoint = _resolve_checkpoint(meta, args.checkpoint)
@@ -356,6 +365,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             {
                 "at_seq": seq,
                 "metadata": meta,
+                "forked_from": None
+                if origin is None
+                else {"session": str(origin[0]), "at_message": origin[1], "seq": origin[2]},
                 "checkpoint": checkpoint,
                 "conversation": conv,
                 "state": state,
@@ -375,6 +387,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "mode", f"{meta.current_mode.value}   model {meta.model or '-'}   turns {meta.turn_count}"
     )
     head.add_row("tags", ", ".join(meta.tags) or "-")
+    if origin is not None:
+        head.add_row("forked from", f"{origin[0]} at message {origin[1]} (seq {origin[2]})")
     head.add_row(
         "stored",
         f"{meta.message_count} messages, {fmt_bytes(meta.file_size)} "
@@ -799,6 +813,23 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fork(args: argparse.Namespace) -> int:
+    with _store(args, readonly=False) as store:
+        meta = _resolve_session(store, args.session)
+        new = store.fork_session(
+            meta.id, at_message=args.at_message, title=args.title, actor=args.actor
+        )
+        forked = store.get_metadata(new)
+    if _json(args):
+        print_json({"session": str(new), "source": str(meta.id), "metadata": forked})
+    else:
+        _out().print(
+            f"forked {meta.title!r} at message {forked.message_count} into {new} "
+            f"({forked.title!r})"
+        )
+    return EXIT_OK
+
+
 # -- demo ---------------------------------------------------------------------------------
 
 
@@ -934,6 +965,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tag", metavar="T", help="only sessions with this tag")
     sp.add_argument("--favorites", action="store_true", help="only favorite sessions")
     sp.add_argument(
+        "--kind",
+        metavar="K",
+        help="only sessions of this kind: the tag kind:K (e.g. openai-agents); "
+        "'session' for those without one",
+    )
+    sp.add_argument(
         "--search", metavar="TEXT", help="only sessions whose title or a tag contains TEXT"
     )
     at_flag(sp)
@@ -1062,6 +1099,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("session", metavar="SESSION")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sp.add_argument("--actor", metavar="NAME", help="who purges (recorded in the event)")
+    json_flag(sp)
+
+    sp = cmd(
+        "fork",
+        cmd_fork,
+        "start a new session as the first N messages of SESSION (one small event)",
+        "The fork reads SESSION's records up to the fork point and goes its own way;\n"
+        "`agcx show` and `agcx log` say where it came from.\n\n"
+        "examples:\n  agcx fork 3fa2\n  agcx fork 3fa2 --at-message 12 --title 'try B'",
+    )
+    sp.add_argument("session", metavar="SESSION")
+    sp.add_argument(
+        "--at-message", metavar="N", type=int, help="keep the first N messages (default: all)"
+    )
+    sp.add_argument("--title", metavar="T", help="the fork's title (default: SESSION's + (fork))")
+    sp.add_argument("--actor", metavar="NAME", help="who forks (recorded in the event)")
     json_flag(sp)
 
     cmd(
