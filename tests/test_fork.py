@@ -9,9 +9,11 @@ compactions and purges against an oracle (a dict of lists).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
@@ -310,3 +312,36 @@ def test_random_histories_with_forks_answer_as_the_oracle_says(
     with SessionStore.open(root, durability="none", snapshots=False) as s:
         for sid, want in oracle.items():
             assert keys(s, sid) == want
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> Any:
+    from tools.cli import main
+
+    capsys.readouterr()
+    assert main(["--root", str(root), *args, "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_agcx_fork_show_and_log_say_where_a_fork_came_from(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = uuid4()
+    with SessionStore.open(root, durability="none") as s:
+        save(s, src, ["a", "b", "c"])
+    out = cli(capsys, root, "fork", src.hex[:8], "--at-message", "2", "--title", "try B")
+    fork = UUID(out["session"])
+    assert out["source"] == str(src)
+    shown = cli(capsys, root, "show", fork.hex[:8])
+    assert shown["forked_from"]["session"] == str(src)
+    assert shown["forked_from"]["at_message"] == 2
+    assert shown["metadata"]["title"] == "try B"
+    assert len(shown["conversation"]["messages"]) == 2
+    log = cli(capsys, root, "log", "--session", fork.hex[:8])
+    assert [e["event"] for e in log["events"]] == ["SessionForked"]
+    from tools.cli import main
+
+    assert main(["--root", str(root), "fork", src.hex[:8], "--at-message", "9"]) == 2
+    assert "past the end" in capsys.readouterr().err

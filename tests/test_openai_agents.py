@@ -387,3 +387,39 @@ def test_four_processes_of_several_threads_share_one_directory(root: Path) -> No
 
     asyncio.run(check())
     assert os.path.isdir(root)
+
+
+async def test_agcx_lists_audits_verifies_compacts_and_recovers_agents_sessions(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.cli import main
+
+    def cli(*args: str) -> Any:
+        capsys.readouterr()
+        assert main(["--root", str(root), *args, "--json"]) == 0, capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)
+
+    with SessionStore.open(root, durability="none", segment_size=4096) as store:
+        s = session(store, "chat-9")
+        await s.add_items([{"role": "user", "content": f"m{i}" * 50} for i in range(30)])
+        plain = store.fork_session(s.uuid, title="a plain fork")  # kind: session (no tag kept)
+        store.untag(plain, KIND_TAG)
+        await s.pop_item()
+        popped_at = store.journal.last_seq
+        await s.clear_session()
+    listed = cli("ls", "--kind", "openai-agents")["sessions"]
+    assert [m["title"] for m in listed] == ["chat-9"]
+    assert [m["title"] for m in cli("ls", "--kind", "session")["sessions"]] == ["a plain fork"]
+    events = [e["event"] for e in cli("log", "--session", s.uuid.hex[:8])["events"]]
+    assert events == ["SessionSaved", "SessionTruncated", "SessionTruncated"]
+    stats = cli("stats")
+    assert stats["events_by_type"]["SessionTruncated"] == 2
+    assert cli("verify")["intact"] is True
+    cli("compact", "--retain", "0s")
+    target = tmp_path / "restored"
+    cli("recover", "--out", str(target), "--at", f"seq:{popped_at}")
+    async with JournalSession("chat-9", target) as back:
+        assert len(await back.get_items()) == 29
+    with SessionStore.open(root) as store:
+        assert await JournalSession("chat-9", store=store).get_items() == []
+        assert len(store.load_session(plain)[1].messages) == 30
