@@ -261,6 +261,7 @@ def test_random_histories_with_forks_answer_as_the_oracle_says(
     root = tmp_path_factory.mktemp("oracle")
     oracle: dict[UUID, list[str]] = {}
     order: list[UUID] = []
+    points: list[tuple[int, dict[UUID, list[str]]]] = []
     counter = 0
     with SessionStore.open(root, durability="none", segment_size=4096) as s:
         for op, pick, n in ops:
@@ -303,9 +304,19 @@ def test_random_histories_with_forks_answer_as_the_oracle_says(
                 s.purge(target)
                 del oracle[target]
             assert {m.id for m in s.list_sessions()} == set(oracle)
+            if op == "purge":
+                points.clear()  # views before a purge no longer hold the purged session
+            points.append((s.journal.last_seq, {k: list(v) for k, v in oracle.items()}))
         for sid, want in oracle.items():
             assert keys(s, sid) == want
             assert s.get_metadata(sid).message_count == len(want)
+        # Point-in-time views (from the horizon on) answer as the oracle did then.
+        horizon = s.statistics().horizon_seq
+        for seq, then in [p for p in points if p[0] >= horizon][-4:]:
+            view = s.at(seq)
+            assert {m.id for m in view.list_sessions()} == set(then)
+            for sid, want in then.items():
+                assert [key_of(m) for m in view.load_session(sid)[1].messages] == want
         s.compact(timedelta(0))
         for sid, want in oracle.items():
             assert keys(s, sid) == want
@@ -345,3 +356,55 @@ def test_agcx_fork_show_and_log_say_where_a_fork_came_from(
 
     assert main(["--root", str(root), "fork", src.hex[:8], "--at-message", "9"]) == 2
     assert "past the end" in capsys.readouterr().err
+
+
+# -- power loss during a purge of a fork's source --------------------------------------------
+
+_SECRET = "ONLY-IN-THE-SOURCE-41c9"
+
+
+def test_power_loss_at_any_step_of_purging_a_forks_source_leaves_the_fork_whole(
+    tmp_path: Path,
+) -> None:
+    from tests.faultfs import CrashState, HarnessFS, enumerate_crash_states, report_figures
+    from tests.test_compact import _decompressed, answers
+
+    victim, fork, fork2, other = (UUID(int=i) for i in (1, 2, 3, 4))
+    expected: dict[str, Any] = {}
+
+    def setup(base: Path) -> None:
+        with SessionStore.open(base / "j", segment_size=4096) as s:
+            save(s, other, ["unrelated " * 20])
+            save(s, victim, ["shared " * 30, f"{_SECRET} " * 3])
+            s.fork_session(victim, fork, at_message=1)
+            save(s, fork, ["shared " * 30, "the fork's own"])
+            s.fork_session(fork, fork2)
+            s.journal.seal_active()
+            save(s, other, ["unrelated " * 20, "after"])
+            expected.update(
+                {k: v for k, v in answers(s).items() if str(victim) not in k and k != "list"}
+            )
+
+    def workload(base: Path, fs: HarnessFS) -> None:
+        with SessionStore.open(base / "j", segment_size=4096, fs=fs) as s:
+            s.purge(victim)
+            fs.ack("purged")
+
+    def check(base: Path, state: CrashState) -> None:
+        root = base / "j"
+        with SessionStore.open(root, segment_size=4096) as s:  # a writer: cleans leftovers
+            got = {k: v for k, v in answers(s).items() if k != "list"}
+            for rec in s.journal.scan():
+                s.journal.decode(rec)
+        # The forks answer as before in every state; the victim is whole or gone.
+        assert {k: v for k, v in got.items() if str(victim) not in k} == expected
+        if "purged" in state.acked:
+            assert not any(str(victim) in k for k in got)
+            for f in root.rglob("*"):
+                if f.is_file():
+                    data = f.read_bytes()
+                    assert _SECRET.encode() not in data + _decompressed(data), f
+
+    report = enumerate_crash_states(workload, check, tmp_path / "run", setup=setup, cap=60)
+    report_figures("crash: purge of a fork's source", report.as_dict())
+    assert report.checked > 30
