@@ -89,6 +89,17 @@ def _head(store: SessionStore, sid: UUID) -> tuple[int, int] | None:
         return chain.head, chain.messages
 
 
+def _live_head(store: SessionStore, sid: UUID) -> tuple[int, int, int]:
+    """``(foreign, head, messages)`` of a live session, caught up with the log
+    (``foreign`` read first, for :func:`_guard`); ``SessionNotFound`` if none."""
+    foreign = store.journal.foreign_changes
+    store._sync()
+    got = _head(store, sid)
+    if got is None:
+        raise SessionNotFound(f"no session {sid}")
+    return foreign, got[0], got[1]
+
+
 def _guard(store: SessionStore, sid: UUID, head: int | None, foreign: int) -> Callable[[], None]:
     """A ``prepare`` that raises :class:`_Moved` when, under the commit lock,
     the session's head is no longer ``head`` (``None``: absent). ``foreign``
@@ -144,16 +155,14 @@ def fork_session(
         raise InvalidArgument("a fork needs an id of its own, not its source's")
 
     def attempt() -> UUID:
-        foreign = store.journal.foreign_changes
-        store._sync()
+        foreign, head, total = _live_head(store, source_id)
         with store._runner.lock:
-            got = _head(store, source_id)
-            if got is None:
-                raise SessionNotFound(f"no session {source_id}")
             if new.bytes in store._index.sessions:
                 raise InvalidArgument(f"session {new} already exists: a fork needs a new id")
-            wire = dict(store._index.sessions[source_id.bytes])
-        head, total = got
+            held = store._index.sessions.get(source_id.bytes)
+            if held is None:  # another process deleted it, adopted meanwhile
+                raise SessionNotFound(f"no session {source_id}")
+            wire = dict(held)
         n = total if at_message is None else at_message
         if n > total:
             raise InvalidArgument(
@@ -204,12 +213,7 @@ def truncate(store: SessionStore, sid: UUID, n: int, actor: str | None) -> int:
     _count(n, "message_count")
 
     def attempt() -> int:
-        foreign = store.journal.foreign_changes
-        store._sync()
-        got = _head(store, sid)
-        if got is None:
-            raise SessionNotFound(f"no session {sid}")
-        head, total = got
+        foreign, head, total = _live_head(store, sid)
         if n > total:
             raise InvalidArgument(f"session {sid} has {total} messages, cannot keep {n}")
         seq: int = store._append(
@@ -226,12 +230,7 @@ def pop_message(store: SessionStore, sid: UUID, actor: str | None) -> MessageSna
     """See :meth:`journal.SessionStore.pop_message`."""
 
     def attempt() -> MessageSnapshot | None:
-        foreign = store.journal.foreign_changes
-        store._sync()
-        got = _head(store, sid)
-        if got is None:
-            raise SessionNotFound(f"no session {sid}")
-        head, total = got
+        foreign, head, total = _live_head(store, sid)
         if total == 0:
             return None
         base = store._base(sid, head)
