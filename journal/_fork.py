@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
+import attrs
+
 from journal._errors import InvalidArgument, SessionNotFound
 from journal._events import EventType, blob_of
 from journal._log import Entry
@@ -54,7 +56,7 @@ from journal._model import (
 )
 
 if TYPE_CHECKING:
-    from journal._store import SessionStore
+    from journal._store import SessionStore, _Base
 
 __all__ = ["append_messages", "fork_session", "give_forks_their_own", "pop_message", "truncate"]
 
@@ -98,6 +100,36 @@ def _live_head(store: SessionStore, sid: UUID) -> tuple[int, int, int]:
     if got is None:
         raise SessionNotFound(f"no session {sid}")
     return foreign, got[0], got[1]
+
+
+def _cached(store: SessionStore, sid: UUID, head: int) -> _Base | None:
+    """The store's cached content of the session at ``head``, if it has it
+    (nothing is read)."""
+    with store._bases_lock:
+        b = store._bases.get(sid.bytes)
+    return b if b is not None and b.head == head else None
+
+
+def _then(store: SessionStore, sid: UUID, base: _Base | None, seq: int, messages: Any) -> None:
+    """Remember what the log holds for ``sid`` at ``seq``: ``base`` with these
+    messages (so the next pop, append or load of it reads nothing back)."""
+    if base is not None:
+        store._remember(sid.bytes, attrs.evolve(base, head=seq, messages=tuple(messages)))
+
+
+def current_messages(store: SessionStore, sid: UUID) -> tuple[MessageSnapshot, ...]:
+    """The session's messages as the log holds them now (from the store's
+    cache when it has the session's head, else read back)."""
+
+    def attempt() -> tuple[MessageSnapshot, ...]:
+        _, head, _ = _live_head(store, sid)
+        base = store._base(sid, head)
+        if base is None:
+            raise _Moved  # another process wrote it meanwhile
+        return base.messages
+
+    result: tuple[MessageSnapshot, ...] = _retrying(attempt)
+    return result
 
 
 def _guard(store: SessionStore, sid: UUID, head: int | None, foreign: int) -> Callable[[], None]:
@@ -190,7 +222,9 @@ def fork_session(
             check_source()
             check_new()
 
-        store._append([Entry(EventType.SESSION_FORKED, payload, new)], prepare)
+        base = _cached(store, source_id, head)
+        seq = store._append([Entry(EventType.SESSION_FORKED, payload, new)], prepare)[0]
+        _then(store, new, base, seq, base.messages[:n] if base else ())
         return new
 
     with _locks(store, source_id, new):
@@ -216,9 +250,11 @@ def truncate(store: SessionStore, sid: UUID, n: int, actor: str | None) -> int:
         foreign, head, total = _live_head(store, sid)
         if n > total:
             raise InvalidArgument(f"session {sid} has {total} messages, cannot keep {n}")
+        base = _cached(store, sid, head)
         seq: int = store._append(
             [_truncate_entry(sid, n, actor)], _guard(store, sid, head, foreign)
         )[0]
+        _then(store, sid, base, seq, base.messages[:n] if base else ())
         return seq
 
     with _locks(store, sid):
@@ -237,7 +273,9 @@ def pop_message(store: SessionStore, sid: UUID, actor: str | None) -> MessageSna
         if base is None:
             raise _Moved
         last = base.messages[-1]
-        store._append([_truncate_entry(sid, total - 1, actor)], _guard(store, sid, head, foreign))
+        entry = _truncate_entry(sid, total - 1, actor)
+        seq = store._append([entry], _guard(store, sid, head, foreign))[0]
+        _then(store, sid, base, seq, base.messages[:-1])
         return last
 
     with _locks(store, sid):
@@ -256,7 +294,7 @@ def append_messages(
     actor: str | None,
 ) -> int:
     """See :meth:`journal.SessionStore.append_messages`."""
-    from journal._store import _packb, full_save_payload
+    from journal._store import _Base, _packb, full_save_payload
 
     messages = tuple(messages)
     for m in messages:
@@ -277,14 +315,16 @@ def append_messages(
         store._sync()
         got = _head(store, sid)
         now = _now_wire()
+        base: _Base | None
         if got is None:
             if metadata is None:
                 raise SessionNotFound(f"no session {sid}")
             wire = metadata_to_wire(metadata)
             wire.pop("ck", None)
             wire |= {"mc": len(messages), "ua": now}
+            base = _Base(0, sid, (), ConversationContext(), (), SessionState())
             payload = full_save_payload(
-                wire, sid, messages, ConversationContext(), (), SessionState(), actor, blob
+                wire, sid, messages, base.context, (), base.state, actor, blob
             )
             head = None
         else:
@@ -296,7 +336,10 @@ def append_messages(
                 if base is None:
                     raise _Moved
                 with store._runner.lock:
-                    wire = dict(store._index.sessions[sid.bytes])
+                    held = store._index.sessions.get(sid.bytes)
+                if held is None:
+                    raise _Moved
+                wire = dict(held)
                 wire.pop("ck", None)
                 wire |= {"mc": len(messages), "ua": now}
                 payload = full_save_payload(
@@ -310,6 +353,7 @@ def append_messages(
                     blob,
                 )
             else:
+                base = _cached(store, sid, head)
                 payload = {
                     "v": 2,
                     "md": {"mc": total + len(messages), "ua": now},
@@ -321,6 +365,7 @@ def append_messages(
                     payload["actor"] = actor
         entry = Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
         seq: int = store._append([entry], _guard(store, sid, head, foreign))[0]
+        _then(store, sid, base, seq, (*base.messages, *messages) if base else ())
         return seq
 
     if not messages and metadata is None:

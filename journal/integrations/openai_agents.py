@@ -55,6 +55,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from journal._aio import AsyncSessionStore
 from journal._errors import InvalidArgument, SessionNotFound
+from journal._fork import current_messages
 from journal._model import (
     MessageSnapshot,
     ResponseItem,
@@ -178,10 +179,12 @@ class JournalSession:
 
     def _get_items(self, limit: int | None) -> list[Any]:
         try:
-            _, conv, _ = self._store.load_session(self.uuid)
+            # From the store's cache when it holds the session's head (this
+            # process wrote it last): nothing is read back.
+            messages = current_messages(self._store, self.uuid)
         except SessionNotFound:
             return []
-        items = [_json(m.item) for m in conv.messages]
+        items = [_json(m.item) for m in messages]
         if limit is None or limit < 0:
             return items
         if limit == 0:
