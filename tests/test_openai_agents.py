@@ -423,3 +423,31 @@ async def test_agcx_lists_audits_verifies_compacts_and_recovers_agents_sessions(
     with SessionStore.open(root) as store:
         assert await JournalSession("chat-9", store=store).get_items() == []
         assert len(store.load_session(plain)[1].messages) == 30
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_agcx_show_and_export_read_an_sdk_run_like_any_session(
+    root: Path, capsys: pytest.CaptureFixture[str], streamed: bool
+) -> None:
+    from tools.cli import main
+
+    model = ScriptedModel([[assistant_message("Paris, of course")]])
+    with SessionStore.open(root, durability="none") as store:
+        s = session(store, "trip")
+        if streamed:
+            run = Runner.run_streamed(Agent(name="t", model=model), "Capital of France?", session=s)
+            async for _ in run.stream_events():
+                pass
+        else:
+            await Runner.run(Agent(name="t", model=model), "Capital of France?", session=s)
+        items = await s.get_items()
+    assert items[0] == {"content": "Capital of France?", "role": "user"}
+    assert items[1]["type"] == "message" and items[1]["content"][0]["text"] == "Paris, of course"
+    capsys.readouterr()
+    assert main(["--root", str(root), "show", s.uuid.hex[:8]]) == 0
+    shown = capsys.readouterr().out
+    assert "unknown item" not in shown
+    assert "Capital of France?" in shown and "Paris, of course" in shown
+    assert main(["--root", str(root), "export", s.uuid.hex[:8], "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "### user" in md and "### assistant" in md and "Paris, of course" in md

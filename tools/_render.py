@@ -31,14 +31,17 @@ from journal import (
     HistoryEntry,
     InputImage,
     InputText,
+    JournalError,
     LocalShellCall,
     Message,
     MessageSnapshot,
     OutputText,
     Reasoning,
+    ResponseItem,
     SessionMetadata,
     SessionState,
     UnknownItem,
+    item_from_json,
     item_to_json,
 )
 from journal._log import from_ns
@@ -269,8 +272,27 @@ def _heading(label: str, style: str, m: MessageSnapshot) -> Text:
     return t
 
 
+def readable(item: ResponseItem) -> ResponseItem:
+    """For display only: an unknown item that reads as a known one once the
+    Agents SDK's shorthands are spelled out (a message without ``type``, a
+    string ``content``, keys the model does not keep) is shown as that item.
+    What is stored and exported stays verbatim."""
+    if not isinstance(item, UnknownItem) or not isinstance(item.data, dict):
+        return item
+    d = dict(item.data)
+    if "type" not in d and "role" in d:
+        d["type"] = "message"
+    if d.get("type") == "message" and isinstance(d.get("content"), str):
+        kind = "output_text" if d.get("role") == "assistant" else "input_text"
+        d["content"] = [{"type": kind, "text": d["content"]}]
+    try:
+        return item_from_json(d)
+    except JournalError:
+        return item
+
+
 def _render_message(m: MessageSnapshot, full: bool) -> RenderableType:
-    item = m.item
+    item = readable(m.item)
     if isinstance(item, Message):
         body = _text_of(item.content)
         style = _ROLE_STYLE.get(item.role, "bold")
@@ -328,7 +350,7 @@ def markdown_transcript(
         ]
     out += ["", "## Conversation", ""]
     for m in conv.messages:
-        item = m.item
+        item = readable(m.item)
         when = m.timestamp.isoformat()
         if isinstance(item, Message):
             out += [f"### {item.role} (turn {m.turn_index}, {when})", "", _text_of(item.content)]
