@@ -408,3 +408,59 @@ def test_power_loss_at_any_step_of_purging_a_forks_source_leaves_the_fork_whole(
     report = enumerate_crash_states(workload, check, tmp_path / "run", setup=setup, cap=60)
     report_figures("crash: purge of a fork's source", report.as_dict())
     assert report.checked > 30
+
+
+# -- another process writing between the read and the commit ---------------------------------
+
+
+def _interleave(
+    monkeypatch: pytest.MonkeyPatch, other: Any, sid: UUID, texts: list[str]
+) -> list[int]:
+    """Make another store append ``texts`` to ``sid`` right after this store's
+    first read of a head: its commit must then notice and read again."""
+    import journal._fork as fork_module
+
+    real = fork_module._live_head
+    reads: list[int] = []
+
+    def live_head(store: SessionStore, s: UUID) -> tuple[int, int, int]:
+        got = real(store, s)
+        reads.append(got[1])
+        if len(reads) == 1:
+            other.append_messages(sid, [message(t) for t in texts])
+        return got
+
+    monkeypatch.setattr(fork_module, "_live_head", live_head)
+    return reads
+
+
+def test_a_pop_never_takes_what_another_process_appended_meanwhile_unseen(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = uuid4()
+    with (
+        SessionStore.open(root, durability="none") as a,
+        SessionStore.open(root, durability="none") as b,
+    ):
+        save(a, sid, ["a1", "a2"])
+        reads = _interleave(monkeypatch, b, sid, ["b1"])
+        popped = a.pop_message(sid)
+        assert len(reads) == 2  # the commit saw b's append and a read again
+        assert popped is not None and key_of(popped) == "b1"
+        assert keys(a, sid) == keys(b, sid) == ["a1", "a2"]
+
+
+def test_a_fork_of_everything_includes_what_another_process_appended_meanwhile(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = uuid4()
+    with (
+        SessionStore.open(root, durability="none") as a,
+        SessionStore.open(root, durability="none") as b,
+    ):
+        save(a, sid, ["a1"])
+        reads = _interleave(monkeypatch, b, sid, ["b1", "b2"])
+        fork = a.fork_session(sid)
+        assert len(reads) == 2
+        assert keys(a, fork) == keys(b, fork) == ["a1", "b1", "b2"]
+        assert a.get_metadata(fork).message_count == 3

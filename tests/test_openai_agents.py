@@ -451,3 +451,16 @@ async def test_agcx_show_and_export_read_an_sdk_run_like_any_session(
     assert main(["--root", str(root), "export", s.uuid.hex[:8], "--format", "markdown"]) == 0
     md = capsys.readouterr().out
     assert "### user" in md and "### assistant" in md and "Paris, of course" in md
+
+
+async def test_a_session_takes_an_async_store_and_refuses_path_with_store(root: Path) -> None:
+    from journal import AsyncSessionStore, InvalidArgument
+
+    async with await AsyncSessionStore.open(root, durability="none") as astore:
+        s = JournalSession("async-shared", store=astore)
+        await s.add_items([{"role": "user", "content": "via the async store"}])
+        assert s.store is astore.sync
+        with pytest.raises(InvalidArgument):
+            JournalSession("both", root, store=astore)
+        _, conv, _ = await astore.load_session(s.uuid)
+        assert len(conv.messages) == 1
