@@ -43,7 +43,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from journal._errors import InvalidArgument, SessionNotFound
-from journal._events import EventType, blob_of
+from journal._events import EventType
 from journal._log import Entry
 from journal._model import (
     ConversationContext,
@@ -51,7 +51,6 @@ from journal._model import (
     SessionMetadata,
     SessionState,
     datetime_to_wire,
-    messages_to_wire,
     metadata_to_wire,
 )
 
@@ -294,7 +293,7 @@ def append_messages(
     actor: str | None,
 ) -> int:
     """See :meth:`journal.SessionStore.append_messages`."""
-    from journal._store import _Base, _packb, full_save_payload
+    from journal._store import _Base, delta_save_payload, full_save_payload, messages_blob
 
     messages = tuple(messages)
     for m in messages:
@@ -307,8 +306,7 @@ def append_messages(
             raise InvalidArgument(f"metadata.id {metadata.id} does not match session id {sid}")
     if actor is not None and not isinstance(actor, str):
         raise InvalidArgument(f"actor must be a string, got {type(actor).__name__}")
-    raw = _packb(messages_to_wire(messages), "messages")
-    blob = blob_of(raw)
+    blob = messages_blob(messages)
 
     def attempt() -> int:
         foreign = store.journal.foreign_changes
@@ -354,15 +352,8 @@ def append_messages(
                 )
             else:
                 base = _cached(store, sid, head)
-                payload = {
-                    "v": 2,
-                    "md": {"mc": total + len(messages), "ua": now},
-                    "base": total,
-                    "n": total + len(messages),
-                    "msgs": blob,
-                }
-                if actor:
-                    payload["actor"] = actor
+                md = {"mc": total + len(messages), "ua": now}
+                payload = delta_save_payload(total, len(messages), blob, md, actor)
         entry = Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
         seq: int = store._append([entry], _guard(store, sid, head, foreign))[0]
         _then(store, sid, base, seq, (*base.messages, *messages) if base else ())

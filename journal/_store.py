@@ -295,6 +295,25 @@ def full_save_payload(
     return _with_blob(payload, msgs)
 
 
+def messages_blob(messages: Sequence[MessageSnapshot]) -> bytes:
+    """The blob ``msgs`` of a save carrying ``messages`` (compressed alone, no
+    dictionary); data msgpack cannot carry is the caller's ``InvalidArgument``."""
+    return _blob(messages_to_wire(messages), "messages")
+
+
+def delta_save_payload(
+    base: int, added: int, msgs: bytes, meta_changes: dict[str, Any], actor: str | None = None
+) -> dict[str, Any]:
+    """The payload of a ``SessionSaved`` that adds ``added`` messages (the blob
+    ``msgs``) after the first ``base`` and changes only the metadata keys in
+    ``meta_changes``: the schema-2 layout of :meth:`SessionStore._delta`,
+    without context, mode history or state (unchanged)."""
+    payload: dict[str, Any] = {"v": 2, "md": meta_changes, "base": base, "n": base + added}
+    if actor:
+        payload["actor"] = actor
+    return _with_blob(payload, msgs)
+
+
 def _meta_changes(
     sessions: Mapping[bytes, dict[str, Any]], sid: UUID, meta_wire: dict[str, Any]
 ) -> dict[str, Any] | None:
