@@ -58,6 +58,19 @@ def records_of(s: SessionStore, etype: EventType) -> list[int]:
     return [r.seq for r in s.journal.scan() if r.event_type == etype]
 
 
+def test_a_pop_or_a_clear_is_one_small_record_whatever_the_sessions_size(
+    store: SessionStore,
+) -> None:
+    sizes = []
+    for n in (3, 300):
+        sid = uuid4()
+        save(store, sid, [f"m{i}" * 200 for i in range(n)])
+        store.pop_message(sid)
+        store.truncate_session(sid, 0)
+        sizes += [r.size for r in list(store.journal.scan())[-2:]]
+    assert all(r < 160 for r in sizes), sizes
+
+
 def test_a_fork_is_one_small_record_whatever_the_sources_size(store: SessionStore) -> None:
     small, big = uuid4(), uuid4()
     save(store, small, ["a"])
