@@ -447,33 +447,35 @@ def _interleave(
     return reads
 
 
-def test_a_pop_never_takes_what_another_process_appended_meanwhile_unseen(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sid = uuid4()
+@pytest.fixture
+def two(root: Path) -> Iterator[tuple[SessionStore, SessionStore]]:
+    """Two stores on one directory: each sees the other's commits as foreign."""
     with (
         SessionStore.open(root, durability="none") as a,
         SessionStore.open(root, durability="none") as b,
     ):
-        save(a, sid, ["a1", "a2"])
-        reads = _interleave(monkeypatch, b, sid, ["b1"])
-        popped = a.pop_message(sid)
-        assert len(reads) == 2  # the commit saw b's append and a read again
-        assert popped is not None and key_of(popped) == "b1"
-        assert keys(a, sid) == keys(b, sid) == ["a1", "a2"]
+        yield a, b
+
+
+def test_a_pop_never_takes_what_another_process_appended_meanwhile_unseen(
+    two: tuple[SessionStore, SessionStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (a, b), sid = two, uuid4()
+    save(a, sid, ["a1", "a2"])
+    reads = _interleave(monkeypatch, b, sid, ["b1"])
+    popped = a.pop_message(sid)
+    assert len(reads) == 2  # the commit saw b's append and a read again
+    assert popped is not None and key_of(popped) == "b1"
+    assert keys(a, sid) == keys(b, sid) == ["a1", "a2"]
 
 
 def test_a_fork_of_everything_includes_what_another_process_appended_meanwhile(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+    two: tuple[SessionStore, SessionStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sid = uuid4()
-    with (
-        SessionStore.open(root, durability="none") as a,
-        SessionStore.open(root, durability="none") as b,
-    ):
-        save(a, sid, ["a1"])
-        reads = _interleave(monkeypatch, b, sid, ["b1", "b2"])
-        fork = a.fork_session(sid)
-        assert len(reads) == 2
-        assert keys(a, fork) == keys(b, fork) == ["a1", "b1", "b2"]
-        assert a.get_metadata(fork).message_count == 3
+    (a, b), sid = two, uuid4()
+    save(a, sid, ["a1"])
+    reads = _interleave(monkeypatch, b, sid, ["b1", "b2"])
+    fork = a.fork_session(sid)
+    assert len(reads) == 2
+    assert keys(a, fork) == keys(b, fork) == ["a1", "b1", "b2"]
+    assert a.get_metadata(fork).message_count == 3
