@@ -20,6 +20,7 @@ from journal._errors import (
     RecordNotFound,
     RecordTooLarge,
     SessionNotFound,
+    ThreadDeleted,
     UnsupportedVersion,
 )
 from journal._events import EventType
@@ -157,6 +158,7 @@ __all__ = [
     "SessionStore",
     "StoreStatistics",
     "SummaryText",
+    "ThreadDeleted",
     "ToolCallMetadata",
     "UnknownContent",
     "UnknownItem",

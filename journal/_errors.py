@@ -127,3 +127,14 @@ class CheckpointNotFound(JournalError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "checkpoint not found"
+
+
+class ThreadDeleted(JournalError):
+    """A graph checkpoint or write continues a thread deleted since (a late
+    write, after ``delete_thread`` or ``prune(strategy="delete")``): nothing
+    was written, and the thread stays deleted."""
+
+    def __init__(self, message: str, thread_id: str, tombstone_seq: int) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+        self.tombstone_seq = tombstone_seq

@@ -66,6 +66,13 @@ class EventType(enum.IntEnum):
     DICTIONARY_TRAINED = 11
     SESSION_FORKED = 12
     SESSION_TRUNCATED = 13
+    # 16-21: graph checkpoints (journal/_graph.py, LangGraph's checkpointer)
+    GRAPH_CHECKPOINT_PUT = 16
+    GRAPH_WRITES_PUT = 17
+    GRAPH_THREAD_DELETED = 18
+    GRAPH_RUNS_DELETED = 19
+    GRAPH_THREAD_COPIED = 20
+    GRAPH_THREAD_PRUNED = 21
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -82,6 +89,12 @@ EVENT_NAMES: dict[int, str] = {
     EventType.DICTIONARY_TRAINED: "DictionaryTrained",
     EventType.SESSION_FORKED: "SessionForked",
     EventType.SESSION_TRUNCATED: "SessionTruncated",
+    EventType.GRAPH_CHECKPOINT_PUT: "GraphCheckpointPut",
+    EventType.GRAPH_WRITES_PUT: "GraphWritesPut",
+    EventType.GRAPH_THREAD_DELETED: "GraphThreadDeleted",
+    EventType.GRAPH_RUNS_DELETED: "GraphRunsDeleted",
+    EventType.GRAPH_THREAD_COPIED: "GraphThreadCopied",
+    EventType.GRAPH_THREAD_PRUNED: "GraphThreadPruned",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 

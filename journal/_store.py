@@ -46,6 +46,7 @@ from journal._errors import (
 )
 from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
 from journal._format import HEADER_SIZE
+from journal._graph import GRAPH_EVENTS, summarize_graph
 from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, from_ns, to_ns
 from journal._model import (
@@ -77,6 +78,7 @@ from journal._segment import Record
 # Submodules, not the package: importing ``projections`` first must work too.
 from projections._base import gc_paused, unpack_all
 from projections._contents import SessionContents
+from projections._graphs import GraphCheckpoints
 from projections._index import SessionIndex
 from projections._runner import ProjectionRunner
 from projections._stats import EventStatistics
@@ -131,6 +133,8 @@ class StoreStatistics:
     reclaimable_bytes: int
     last_seq: int
     horizon_seq: int
+    graph_threads: int = 0
+    graph_checkpoints: int = 0
 
 
 @attrs.frozen
@@ -207,6 +211,8 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
     if t == EventType.DICTIONARY_TRAINED:
         d, src = event.get("d", b""), event.get("src", ())
         return f"compression dictionary of {len(d) >> 10} KiB, trained on {len(src)} sessions"
+    if t in GRAPH_EVENTS:
+        return summarize_graph(t, event)
     return event_name(t)
 
 
@@ -361,6 +367,7 @@ class _Queries:
     _index: SessionIndex
     _contents: SessionContents
     _stats: EventStatistics
+    _graphs: GraphCheckpoints
 
     def _init_projections(
         self, journal: Journal, until_seq: int | None, snap_dir: str | None
@@ -369,9 +376,10 @@ class _Queries:
         self._index = SessionIndex()
         self._contents = SessionContents()
         self._stats = EventStatistics()
+        self._graphs = GraphCheckpoints()
         self._runner = ProjectionRunner(
             journal,
-            [self._index, self._contents, self._stats],
+            [self._index, self._contents, self._stats, self._graphs],
             until_seq=until_seq,
             snap_dir=snap_dir,
         )
@@ -585,7 +593,7 @@ class _Queries:
             js = self._journal.statistics()
             sessions = self._index.sessions
             created = [datetime_from_wire(m["ca"]) for m in sessions.values()]
-            live = self._contents.live_bytes()
+            live = self._contents.live_bytes() + self._graphs.live_bytes()
             total = sum(self._stats.bytes.values())
             return StoreStatistics(
                 total_sessions=len(sessions),
@@ -603,6 +611,8 @@ class _Queries:
                 reclaimable_bytes=max(0, total - live),
                 last_seq=self._runner.seq,
                 horizon_seq=js.horizon_seq,
+                graph_threads=len(self._graphs.threads),
+                graph_checkpoints=self._graphs.checkpoint_count(),
             )
 
 

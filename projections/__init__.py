@@ -6,6 +6,7 @@ records in seq order, persists its state and restores it on open.
 
 from projections._base import Projection
 from projections._contents import Chain, SessionContents
+from projections._graphs import GraphCheckpoints
 from projections._index import SessionIndex
 from projections._runner import ProjectionRunner
 from projections._stats import EventStatistics
@@ -13,6 +14,7 @@ from projections._stats import EventStatistics
 __all__ = [
     "Chain",
     "EventStatistics",
+    "GraphCheckpoints",
     "Projection",
     "ProjectionRunner",
     "SessionContents",

@@ -139,6 +139,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "SessionStore",
         "StoreStatistics",
         "SummaryText",
+        "ThreadDeleted",
         "ToolCallMetadata",
         "UnknownContent",
         "UnknownItem",
@@ -162,6 +163,7 @@ def test_projections_exports_exactly_the_pinned_public_api() -> None:
     assert projections.__all__ == [
         "Chain",
         "EventStatistics",
+        "GraphCheckpoints",
         "Projection",
         "ProjectionRunner",
         "SessionContents",
