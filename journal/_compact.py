@@ -13,7 +13,9 @@ those segments), which becomes the horizon:
   (the audit trail of purges), verbatim;
 * the ``DictionaryTrained`` records that a kept record, or any record after
   the cut, needs to decode its messages, verbatim;
-* nothing of deleted sessions, nothing superseded.
+* per graph thread, the records its live checkpoints, their values and writes
+  are in (verbatim), and the graph deletions, forks and prunes;
+* nothing of deleted sessions or threads, nothing superseded.
 
 Seqs are kept (gaps are fine); the active segment is never compacted.
 
@@ -44,6 +46,7 @@ from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
 from journal._events import EventType, blob_dictionary, blob_of, upcast
 from journal._fork import give_forks_their_own
 from journal._format import HEADER_SIZE, SegmentInfo
+from journal._graph import decode_graph_event
 from journal._log import Entry, Journal, from_ns
 from journal._rewrite import (
     RewriteConflict,
@@ -52,13 +55,24 @@ from journal._rewrite import (
     write_segment_files,
 )
 from journal._segment import Record
+from projections._graphs import SEQ as CK_SEQ
+from projections._graphs import GraphCheckpoints
 
 if TYPE_CHECKING:
     from journal._store import SessionStore
 
 __all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge"]
 
-_KEPT_VERBATIM = (EventType.LEGACY_IMPORTED, EventType.SESSION_PURGED)
+_KEPT_VERBATIM = (
+    EventType.LEGACY_IMPORTED,
+    EventType.SESSION_PURGED,
+    # Graph deletions, forks and prunes: small, and the graph index is rebuilt
+    # from them (a tombstone keeps refusing late writes after compaction).
+    EventType.GRAPH_THREAD_DELETED,
+    EventType.GRAPH_RUNS_DELETED,
+    EventType.GRAPH_THREAD_COPIED,
+    EventType.GRAPH_THREAD_PRUNED,
+)
 
 
 def _dt(ns: int) -> datetime | None:
@@ -213,6 +227,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
             for ck in chain.checkpoints.values():
                 kept[int(ck[0])] = j.read(int(ck[0]))
                 live_checkpoints += 1
+        graph_seqs = _graph_records(j, view._graphs, cut)
+        live_checkpoints += view._graphs.checkpoint_count()
         records_before = bytes_before = 0
         for rec in _scan_segments(j, prefix):
             records_before += 1
@@ -224,6 +240,8 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         # (rule 2 in journal/_dictionary.py), so this scan is enough.
         for rec in j.scan(from_seq=cut + 1):
             _note_dictionary(j, rec, needed)
+            _note_graph_values(j, rec, view._graphs, cut, graph_seqs)
+        needed |= graph_seqs
         for seq in sorted(needed):
             if seq <= cut:
                 kept[seq] = j.read(seq)
@@ -314,6 +332,53 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
             session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
             time.perf_counter() - started, len(trained_on),
         )
+
+
+def _graph_records(j: Journal, graphs: GraphCheckpoints, cut: int) -> set[int]:
+    """The records the graph threads need at the cut: every live (and hidden:
+    a delta channel's ancestry) checkpoint's, the records holding the values
+    of the channel versions those checkpoints name (often an older
+    checkpoint's, pruned since), and the records of their writes.
+
+    Deleted threads, dropped checkpoints and superseded writes are not named:
+    their bytes go. A fork's checkpoints are its source's records: they are
+    named through the fork and kept while either thread needs them.
+    """
+    keep: set[int] = set()
+    for _, spaces in graphs.threads.values():
+        for cks, writes, blobs in spaces.values():
+            for ck in cks.values():
+                keep.add(ck[CK_SEQ])
+                for ch, ver in _graph_event(j, ck[CK_SEQ]).versions.items():
+                    loc = blobs.get(ch, {}).get(ver)
+                    if loc is not None:
+                        keep.add(loc[0])
+            for tasks in writes.values():
+                for idxs in tasks.values():
+                    keep.update(w[0] for w in idxs.values())
+    return {s for s in keep if s <= cut}
+
+
+def _note_graph_values(
+    j: Journal, rec: Record, graphs: GraphCheckpoints, cut: int, keep: set[int]
+) -> None:
+    """A checkpoint after the cut may name a channel version whose value is
+    stored before it (an unchanged channel): keep that record too."""
+    if rec.event_type != EventType.GRAPH_CHECKPOINT_PUT:
+        return
+    ev = decode_graph_event(rec.event_type, upcast(rec.event_type, j.decode(rec)))
+    n = graphs.namespace(ev.thread, ev.ns)
+    if n is None:
+        return
+    for ch, ver in ev.versions.items():
+        loc = n[2].get(ch, {}).get(ver)
+        if loc is not None and loc[0] <= cut:
+            keep.add(loc[0])
+
+
+def _graph_event(j: Journal, seq: int) -> Any:
+    rec = j.read(seq)
+    return decode_graph_event(rec.event_type, upcast(rec.event_type, j.decode(rec)))
 
 
 def _trained_on(j: Journal, rec: Record, sid: bytes) -> bool:

@@ -36,6 +36,7 @@ from journal._format import (
     SegmentInfo,
     unpack_header,
 )
+from journal._graph import GRAPH_EVENTS, decode_graph_event
 from journal._model import (
     checkpoint_meta_from_wire,
     conversation_from_wire,
@@ -316,6 +317,8 @@ class _Verifier:
                 checkpoint_meta_from_wire(ev["meta"])
                 conversation_from_wire(unpack_blob(ev["conv"], f"seq {seq} checkpoint"))
                 state_from_wire(ev["st"])
+            elif etype in GRAPH_EVENTS:
+                decode_graph_event(etype, ev)
             elif etype == EventType.DICTIONARY_TRAINED:
                 rec = Record(seq, 0, etype, bytes(16), codec, data, 0, offset)
                 self.dictionary_records[seq] = rec
