@@ -15,6 +15,7 @@ The layouts are in docs/FORMAT.md ("Graph checkpoint events").
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -50,6 +51,7 @@ EMPTY = "empty"
 Version = str | int | float
 
 
+@functools.lru_cache(maxsize=4096)
 def thread_key(thread_id: str) -> bytes:
     """The 16-byte session id of a thread's records (uuid5 of its id)."""
     return uuid.uuid5(_THREAD_NAMESPACE, thread_id).bytes

@@ -22,17 +22,17 @@ import pytest
 
 pytest.importorskip("langgraph.checkpoint.conformance")
 
-from langgraph.checkpoint.base import CheckpointTuple  # noqa: E402
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.types import Command  # noqa: E402
+from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
-from journal import EventType, SessionStore, ThreadDeleted, recover  # noqa: E402
-from journal._graph import thread_key  # noqa: E402
-from journal.integrations.langgraph import JournalSaver  # noqa: E402
-from tests._lg_worker import build  # noqa: E402
-from tests.conftest import PYTHON, ROOT, child_env  # noqa: E402
-from tools._verify import verify  # noqa: E402
+from journal import EventType, SessionStore, ThreadDeleted, recover
+from journal._graph import thread_key
+from journal.integrations.langgraph import JournalSaver
+from tests._lg_worker import build
+from tests.conftest import PYTHON, ROOT, child_env
+from tools._verify import verify
 
 WORKER = str(ROOT / "tests" / "_lg_worker.py")
 
@@ -151,9 +151,9 @@ def test_a_deleted_thread_stays_deleted_when_a_late_put_arrives(root: Path) -> N
         put(runner, "t", "10", None, {"x": "new"}, {"x": 5})
         put(runner, "t", "11", "10", {"x": "newer"}, {"x": 6})
         assert [t.checkpoint["id"] for t in admin.list(config("t"))] == ["11", "10"]
-    with JournalSaver(root) as reopened:  # the tombstone is in the log, not in memory
-        with pytest.raises(ThreadDeleted):
-            put(reopened, "t", "4", "2", {"x": 4}, {"x": 4})
+    # The tombstone is in the log, not in memory.
+    with JournalSaver(root) as reopened, pytest.raises(ThreadDeleted):
+        put(reopened, "t", "4", "2", {"x": 4}, {"x": 4})
 
 
 def delta_thread(s: Any, thread: str) -> None:

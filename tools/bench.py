@@ -59,12 +59,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated subset of stores (default all: {','.join(DURABLE + NONDURABLE)})",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument(
+        "--langgraph",
+        action="store_true",
+        help="instead: LangGraph checkpoints, JournalSaver vs AsyncSqliteSaver on one graph "
+        "workload (needs the langgraph extra)",
+    )
     parser.add_argument("--rss-child", nargs=2, metavar=("STORE", "ROOT"), help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench as configured by ``args`` (from :func:`add_arguments`); return
     the exit code.  The driver is imported here, not at module import."""
+    if getattr(args, "langgraph", False):
+        from tools._bench_langgraph import run_langgraph_bench
+
+        return run_langgraph_bench(args)
     from tools._bench_driver import run_bench
 
     return run_bench(args)

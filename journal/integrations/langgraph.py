@@ -393,19 +393,40 @@ class JournalSaver(
             for i in reversed(stripes):
                 self._locks[i].release()
 
-    def _refuse_late(self, check: Callable[[], int | None], thread_id: str, what: str) -> None:
-        """Under the commit lock, caught up with every process: raise if the
-        thread was deleted under what this write continues."""
+    def _late_check(
+        self, check: Callable[[], int | None], thread_id: str, what: str
+    ) -> Callable[[], None]:
+        """The ``prepare`` of a put or write: under the commit lock, caught up
+        with every process, raise if the thread was deleted under what this
+        write continues. The projection is read again only when another
+        process (or handle) appended since this one last caught up."""
+        j = self._journal
+        foreign = j.foreign_changes
         self._store._sync()
         with self._runner.lock:
             tomb = check()
         if tomb is not None:
-            raise ThreadDeleted(
-                f"thread {thread_id!r} was deleted (seq {tomb}) after the checkpoint this "
-                f"{what} continues; nothing was written and the thread stays deleted",
-                thread_id,
-                tomb,
-            )
+            raise self._deleted(thread_id, tomb, what)
+
+        def prepare() -> None:
+            if j.foreign_changes == foreign:
+                return  # nothing new since the check above: it still holds
+            self._store._sync()
+            with self._runner.lock:
+                late = check()
+            if late is not None:
+                raise self._deleted(thread_id, late, what)
+
+        return prepare
+
+    @staticmethod
+    def _deleted(thread_id: str, tomb: int, what: str) -> ThreadDeleted:
+        return ThreadDeleted(
+            f"thread {thread_id!r} was deleted (seq {tomb}) after the checkpoint this "
+            f"{what} continues; nothing was written and the thread stays deleted",
+            thread_id,
+            tomb,
+        )
 
     def put(
         self,
@@ -449,12 +470,11 @@ class JournalSaver(
             EventType.GRAPH_CHECKPOINT_PUT, to_payload(event), UUID(bytes=thread_key(thread_id))
         )
 
-        def prepare() -> None:
-            self._refuse_late(
+        with self._lock_for(thread_id):
+            prepare = self._late_check(
                 lambda: self._graphs.late_put(thread_id, ns, parent), thread_id, "put"
             )
-
-        self._append([thread_id], [entry], prepare)
+            self._store._append([entry], prepare)
         return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
@@ -493,12 +513,11 @@ class JournalSaver(
             EventType.GRAPH_WRITES_PUT, to_payload(event), UUID(bytes=thread_key(thread_id))
         )
 
-        def prepare() -> None:
-            self._refuse_late(
+        with self._lock_for(thread_id):
+            prepare = self._late_check(
                 lambda: self._graphs.late_writes(thread_id, ns, cid), thread_id, "write"
             )
-
-        self._append([thread_id], [entry], prepare)
+            self._store._append([entry], prepare)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread; it stays deleted (a tombstone)."""
