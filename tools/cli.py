@@ -424,6 +424,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         "sessions",
         f"{st.total_sessions:,} live, {_plural(st.total_checkpoints, 'checkpoint')}",
     )
+    if st.graph_threads:
+        g.add_row(
+            "graph threads",
+            f"{st.graph_threads:,} (LangGraph), {_plural(st.graph_checkpoints, 'checkpoint')}",
+        )
     g.add_row("oldest", fmt_time(st.oldest_session))
     g.add_row("newest", fmt_time(st.newest_session))
     g.add_row(

@@ -157,13 +157,31 @@ class JournalSaver(
             if ev is not None:
                 self._cache.move_to_end(seq)
                 return ev
-        rec = self._journal.read(seq)
-        ev = decode_graph_event(rec.event_type, upcast(rec.event_type, self._journal.decode(rec)))
+        return self._events([seq])[seq]
+
+    def _events(self, seqs: Sequence[int]) -> dict[int, Any]:
+        """The typed events at ``seqs``: cached ones, the others read at once."""
+        out: dict[int, Any] = {}
         with self._cache_lock:
-            self._cache[seq] = ev
+            for seq in seqs:
+                ev = self._cache.get(seq)
+                if ev is not None:
+                    out[seq] = ev
+        missing = [s for s in seqs if s not in out]
+        if missing:
+            j = self._journal
+            for rec in j.read_many(missing):
+                out[rec.seq] = decode_graph_event(
+                    rec.event_type, upcast(rec.event_type, j.decode(rec))
+                )
+            self._remember({s: out[s] for s in missing})
+        return out
+
+    def _remember(self, events: Mapping[int, Any]) -> None:
+        with self._cache_lock:
+            self._cache.update(events)
             while len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)
-        return ev
 
     def _retrying(self, fn: Callable[[], _T]) -> _T:
         # The index is read under the runner's lock, the records after it: a
@@ -200,6 +218,7 @@ class JournalSaver(
                 for task, idxs in n[1].get(cid, {}).items()
                 for idx, w in idxs.items()
             ]
+        self._events([loc[0] for loc in locs.values() if loc] + [w[2] for w in writes])
         values: dict[str, Any] = {}
         for ch, loc in locs.items():
             present, value = self._value(loc)
@@ -474,7 +493,8 @@ class JournalSaver(
             prepare = self._late_check(
                 lambda: self._graphs.late_put(thread_id, ns, parent), thread_id, "put"
             )
-            self._store._append([entry], prepare)
+            seq = self._store._append([entry], prepare)[0]
+        self._remember({seq: event})  # read back soon: the next put's values, get_tuple
         return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
@@ -517,7 +537,8 @@ class JournalSaver(
             prepare = self._late_check(
                 lambda: self._graphs.late_writes(thread_id, ns, cid), thread_id, "write"
             )
-            self._store._append([entry], prepare)
+            seq = self._store._append([entry], prepare)[0]
+        self._remember({seq: event})
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread; it stays deleted (a tombstone)."""
