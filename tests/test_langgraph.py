@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("langgraph.checkpoint.conformance")
 
@@ -346,4 +348,160 @@ def test_four_processes_write_their_threads_into_one_directory(root: Path) -> No
                 assert t.checkpoint["channel_values"] == {"x": [name, step]}
                 assert t.pending_writes == [(f"task-{step}", "x", f"{name}:{step}")]
         assert len(list(s.list(None))) == 12 * 12
+    assert verify(str(root)).intact
+
+
+# -- random histories against an oracle ------------------------------------------------------
+
+
+class Oracle(InMemorySaver):
+    """LangGraph's InMemorySaver with the journal's semantics added: tombstones
+    that refuse late writes, forks, prunes and deletion by run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombs: set[str] = set()
+
+    def _has(self, thread: str, ns: str, cid: str | None) -> bool:
+        return cid is not None and cid in self.storage.get(thread, {}).get(ns, {})
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        c = config["configurable"]
+        parent = c.get("checkpoint_id")
+        if c["thread_id"] in self.tombs and parent and not self._has(
+            c["thread_id"], c["checkpoint_ns"], parent
+        ):
+            raise ThreadDeleted("late", c["thread_id"], 0)
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        c = config["configurable"]
+        if c["thread_id"] in self.tombs and not self._has(
+            c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"]
+        ):
+            raise ThreadDeleted("late", c["thread_id"], 0)
+        super().put_writes(config, writes, task_id, task_path)
+
+    def delete_thread(self, thread_id: str) -> None:
+        super().delete_thread(thread_id)
+        self.tombs.add(thread_id)
+
+    def copy_thread(self, src: str, dst: str) -> None:
+        if src == dst:
+            return
+        for ns, cks in list(self.storage.get(src, {}).items()):
+            self.storage[dst][ns].update(cks)
+        for (t, ns, cid), ws in list(self.writes.items()):
+            if t == src:
+                self.writes[(dst, ns, cid)].update(ws)
+        for (t, ns, ch, v), blob in list(self.blobs.items()):
+            if t == src:
+                self.blobs[(dst, ns, ch, v)] = blob
+
+    def _drop(self, thread: str, ns: str, cid: str) -> None:
+        del self.storage[thread][ns][cid]
+        self.writes.pop((thread, ns, cid), None)
+
+    def prune(self, thread_ids: Any, *, strategy: str = "keep_latest") -> None:
+        for t in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(t)
+                continue
+            for ns, cks in list(self.storage.get(t, {}).items()):
+                latest = max(cks, default=None)
+                for cid in [c for c in cks if c != latest]:
+                    self._drop(t, ns, cid)
+
+    def delete_for_runs(self, run_ids: Any) -> None:
+        for t, spaces in list(self.storage.items()):
+            for ns, cks in list(spaces.items()):
+                for cid, (_, md, _) in list(cks.items()):
+                    if self.serde.loads_typed(md).get("run_id") in run_ids:
+                        self._drop(t, ns, cid)
+
+
+_THREADS = ["a", "b"]
+_op = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from(_THREADS), st.sampled_from(["", "sub"]),
+              st.booleans(), st.sampled_from(["r1", "r2"]),
+              st.lists(st.sampled_from(["x", "y", "z"]), max_size=3, unique=True)),
+    st.tuples(st.just("writes"), st.sampled_from(_THREADS), st.sampled_from(["", "sub"]),
+              st.sampled_from(["t1", "t2"]),
+              st.lists(st.sampled_from(["x", "__error__", "__interrupt__"]), min_size=1,
+                       max_size=3)),
+    st.tuples(st.just("delete"), st.sampled_from(_THREADS)),
+    st.tuples(st.just("copy"), st.sampled_from(_THREADS), st.sampled_from(_THREADS)),
+    st.tuples(st.just("prune"), st.sampled_from(_THREADS), st.sampled_from(["keep_latest",
+                                                                             "delete"])),
+    st.tuples(st.just("runs"), st.sampled_from(["r1", "r2"])),
+)
+
+
+def _apply_ops(s: Any, ops: list[tuple[Any, ...]], version: list[int]) -> None:
+    """Apply ``ops`` to a saver; a refused late write is part of the answer."""
+    heads: dict[tuple[str, str], str] = {}
+    for i, op in enumerate(ops):
+        kind = op[0]
+        try:
+            if kind == "put":
+                _, t, ns, fresh, run, changed = op
+                cid = f"{i:04d}"
+                parent = None if fresh else heads.get((t, ns))
+                known = s.get_tuple(config(t, None, ns))
+                versions = dict(known.checkpoint["channel_versions"]) if known else {}
+                new = {}
+                for ch in changed:
+                    version[0] += 1
+                    versions[ch] = new[ch] = version[0]
+                values = {ch: f"{ch}{i}" for ch in new}
+                put(s, t, cid, parent, values, versions, new, ns=ns, run_id=run)
+                heads[(t, ns)] = cid
+            elif kind == "writes":
+                _, t, ns, task, channels = op
+                head = heads.get((t, ns))
+                if head is not None:
+                    s.put_writes(config(t, head, ns), [(c, f"{c}{i}") for c in channels], task)
+            elif kind == "delete":
+                s.delete_thread(op[1])
+            elif kind == "copy":
+                s.copy_thread(op[1], op[2])
+            elif kind == "prune":
+                s.prune([op[1]], strategy=op[2])
+            else:
+                s.delete_for_runs([op[1]])
+        except ThreadDeleted:
+            heads.pop((op[1], op[2]), None)
+
+
+def _everything(s: Any) -> list[tuple[Any, ...]]:
+    return sorted(
+        (t.config["configurable"]["thread_id"], *_plain(t)) for t in s.list(None)
+    )
+
+
+@settings(max_examples=40)
+@given(ops=st.lists(_op, max_size=30))
+@example(ops=[("put", "a", "", False, "r1", ["x"]), ("delete", "a"),
+              ("put", "a", "", False, "r1", ["x"]), ("writes", "a", "", "t1", ["x"]),
+              ("put", "a", "", True, "r2", ["y"]), ("put", "a", "", False, "r2", [])])
+@example(ops=[("put", "a", "sub", False, "r1", ["x", "y"]), ("writes", "a", "sub", "t1", ["x"]),
+              ("writes", "a", "sub", "t1", ["__error__", "x"]), ("copy", "a", "b"),
+              ("put", "b", "sub", False, "r2", ["z"]), ("runs", "r1"),
+              ("prune", "b", "keep_latest"), ("writes", "b", "sub", "t2", ["__interrupt__"]),
+              ("delete", "a")])
+def test_random_histories_answer_as_the_oracle_compacted_and_reopened(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+) -> None:
+    root = tmp_path_factory.mktemp("lg") / "j"
+    oracle = Oracle()
+    _apply_ops(oracle, ops, [0])
+    want = _everything(oracle)
+    with JournalSaver(root, durability="none", segment_size=4096) as s:
+        _apply_ops(s, ops, [0])
+        assert _everything(s) == want
+        s.store.journal.seal_active()
+        s.store.compact(retain=timedelta(0))
+        assert _everything(s) == want
+    with JournalSaver(root) as reopened:
+        assert _everything(reopened) == want
     assert verify(str(root)).intact
