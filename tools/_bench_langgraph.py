@@ -9,9 +9,14 @@ identically, against each saver:
 
 * **sequential**: one thread after another, each call awaited (one graph
   running): durable puts/s and writes/s (time spent in ``aput`` /
-  ``aput_writes`` only);
+  ``aput_writes`` only). The two savers take turns call by call, so that both
+  meet the same disk: on a shared machine an ``fdatasync`` costs 0.2 ms one
+  second and 4 ms the next;
 * **concurrent**: every thread at once (``asyncio.gather``, a server running
-  many graphs): calls/s over the whole replay;
+  many graphs): calls/s over the whole replay (the savers one after the
+  other, the order swapped at each ``--repeat``);
+* **the graph run**: the graph itself on every thread at once (``ainvoke``,
+  LangGraph's default durability): puts/s;
 * **get_tuple**: the newest checkpoint of every thread and every fifth one by
   id, read back: gets/s;
 * **size on disk**: the directory's bytes after the saver is closed.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -175,49 +181,70 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+Openers = dict[str, Callable[[Path], Any]]
+
+
 async def _measure(
-    name: str, opener: Callable[[Path], Any], workload: list[list[Call]], base: Path,
-    shape: tuple[int, int, int, int],
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"saver": name}
-    # Sequential: one graph at a time.
-    where = base / f"{name}-seq"
-    timings: dict[str, list[float]] = {"put": [], "writes": []}
-    async with opener(where) as saver:
+    openers: Openers, workload: list[list[Call]], base: Path, shape: tuple[int, int, int, int],
+    first: int,
+) -> dict[str, dict[str, Any]]:
+    """Every phase on every saver. The sequential calls and the reads alternate
+    between the savers call by call, so that both meet the same disk (on a
+    shared machine an fdatasync costs 0.2 ms one second and 4 ms the next);
+    the concurrent phases run one saver after the other, ``first`` first."""
+    names = list(openers)
+    out: dict[str, dict[str, Any]] = {n: {"saver": n} for n in names}
+    timings: dict[str, dict[str, list[float]]] = {n: {"put": [], "writes": []} for n in names}
+    gets: dict[str, float] = dict.fromkeys(names, 0.0)
+    configs = []
+    for t, calls in enumerate(workload):
+        configs.append({"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": ""}})
+        ids = [a[1]["id"] for k, a in calls if k == "put"]
+        configs += [
+            {"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": "",
+                              "checkpoint_id": cid}}
+            for cid in ids[::5]
+        ]
+    async with contextlib.AsyncExitStack() as stack:
+        savers = {n: await stack.enter_async_context(openers[n](base / f"{n}-seq"))
+                  for n in names}
+        clock = time.perf_counter
         for calls in workload:
-            await _replay(saver, calls, timings)
-        configs = []
-        for t, calls in enumerate(workload):
-            configs.append({"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": ""}})
-            ids = [a[1]["id"] for k, a in calls if k == "put"]
-            configs += [
-                {"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": "",
-                                  "checkpoint_id": cid}}
-                for cid in ids[::5]
-            ]
-        t0 = time.perf_counter()
+            for kind, args in calls:
+                for n in names:
+                    t0 = clock()
+                    if kind == "put":
+                        await savers[n].aput(*args)
+                    else:
+                        await savers[n].aput_writes(*args)
+                    timings[n][kind].append(clock() - t0)
         for cfg in configs:
-            assert await saver.aget_tuple(cfg) is not None
-        get_s = time.perf_counter() - t0
-    out["puts"] = len(timings["put"])
-    out["puts_per_s"] = len(timings["put"]) / sum(timings["put"])
-    out["put_median_ms"] = statistics.median(timings["put"]) * 1e3
-    out["writes_per_s"] = len(timings["writes"]) / max(sum(timings["writes"]), 1e-9)
-    out["gets_per_s"] = len(configs) / get_s
-    out["bytes"] = _dir_bytes(where)
-    # Concurrent: every thread at once.
-    where = base / f"{name}-conc"
-    conc: dict[str, list[float]] = {"put": [], "writes": []}
-    async with opener(where) as saver:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(_replay(saver, calls, conc) for calls in workload))
-        wall = time.perf_counter() - t0
-    out["concurrent_calls_per_s"] = (len(conc["put"]) + len(conc["writes"])) / wall
-    out["concurrent_puts_per_s"] = len(conc["put"]) / wall
-    # The graph itself, every thread at once (its puts are those recorded).
-    async with opener(base / f"{name}-graph") as saver:
-        wall = await _run_graph(saver, *shape)
-    out["graph_puts_per_s"] = len(conc["put"]) / wall
+            for n in names:
+                t0 = clock()
+                assert await savers[n].aget_tuple(cfg) is not None
+                gets[n] += clock() - t0
+    for n in names:
+        o, tm = out[n], timings[n]
+        o["puts"] = len(tm["put"])
+        o["puts_per_s"] = len(tm["put"]) / sum(tm["put"])
+        o["put_median_ms"] = statistics.median(tm["put"]) * 1e3
+        o["writes_per_s"] = len(tm["writes"]) / max(sum(tm["writes"]), 1e-9)
+        o["gets_per_s"] = len(configs) / gets[n]
+        o["bytes"] = _dir_bytes(base / f"{n}-seq")
+    order = names[first:] + names[:first]
+    for n in order:
+        conc: dict[str, list[float]] = {"put": [], "writes": []}
+        async with openers[n](base / f"{n}-conc") as saver:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(_replay(saver, calls, conc) for calls in workload))
+            wall = time.perf_counter() - t0
+        out[n]["concurrent_calls_per_s"] = (len(conc["put"]) + len(conc["writes"])) / wall
+        out[n]["concurrent_puts_per_s"] = len(conc["put"]) / wall
+    for n in order:
+        # The graph itself, every thread at once (its puts are those recorded).
+        async with openers[n](base / f"{n}-graph") as saver:
+            wall = await _run_graph(saver, *shape)
+        out[n]["graph_puts_per_s"] = out[n]["puts"] / wall
     return out
 
 
@@ -278,16 +305,14 @@ def run_langgraph_bench(args: argparse.Namespace) -> int:
             f"{n_puts} puts, {n_writes} put_writes (load avg {os.getloadavg()[0]:.2f})",
             file=sys.stderr,
         )
-        runs: dict[str, list[dict[str, Any]]] = {"JournalSaver": [], "AsyncSqliteSaver": []}
+        openers: Openers = {"JournalSaver": _journal_opener, "AsyncSqliteSaver": _SqliteOpener}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in openers}
         for r in range(repeat):
-            for name, opener in (("JournalSaver", _journal_opener),
-                                 ("AsyncSqliteSaver", _SqliteOpener)):
-                runs[name].append(
-                    asyncio.run(
-                        _measure(name, opener, workload, base / str(r),
-                                 (threads, turns, tools, seed))
-                    )
-                )
+            got = asyncio.run(
+                _measure(openers, workload, base / str(r), (threads, turns, tools, seed), r % 2)
+            )
+            for name, figures in got.items():
+                runs[name].append(figures)
         result = {name: _median(rs) for name, rs in runs.items()}
     finally:
         if not getattr(args, "keep", False):
@@ -306,7 +331,7 @@ def run_langgraph_bench(args: argparse.Namespace) -> int:
         ("calls/s, all threads at once", "concurrent_calls_per_s", "{:,.0f}"),
         ("puts/s, all threads at once", "concurrent_puts_per_s", "{:,.0f}"),
         ("puts/s, the graph run (ainvoke)", "graph_puts_per_s", "{:,.0f}"),
-        ("size on disk (bytes)", "bytes", "{:,}"),
+        ("size on disk (bytes)", "bytes", "{:,.0f}"),
     ]
     print(f"{'figure':32} {'JournalSaver':>14} {'AsyncSqliteSaver':>17} {'ratio':>7}")
     for label, key, fmt in rows:
