@@ -438,6 +438,17 @@ class JournalSaver(
 
         return prepare
 
+    def _write_checked(
+        self, thread_id: str, event_type: int, event: Any, late: Callable[[], int | None],
+        what: str,
+    ) -> None:
+        """Append a put or a write of ``thread_id`` unless it is late (see
+        :meth:`_late_check`); keep the event for the reads that follow."""
+        entry = _entry(event_type, event, thread_id)
+        with self._lock_for(thread_id):
+            seq = self._store._append([entry], self._late_check(late, thread_id, what))[0]
+        self._remember({seq: event})  # read back soon: the next put's values, get_tuple
+
     @staticmethod
     def _deleted(thread_id: str, tomb: int, what: str) -> ThreadDeleted:
         return ThreadDeleted(
@@ -485,16 +496,10 @@ class JournalSaver(
             run_id=str(run_id) if run_id is not None else None,
             delta_channels=sorted(counters) if isinstance(counters, dict) else [],
         )
-        entry = Entry(
-            EventType.GRAPH_CHECKPOINT_PUT, to_payload(event), UUID(bytes=thread_key(thread_id))
+        self._write_checked(
+            thread_id, EventType.GRAPH_CHECKPOINT_PUT, event,
+            lambda: self._graphs.late_put(thread_id, ns, parent), "put",
         )
-
-        with self._lock_for(thread_id):
-            prepare = self._late_check(
-                lambda: self._graphs.late_put(thread_id, ns, parent), thread_id, "put"
-            )
-            seq = self._store._append([entry], prepare)[0]
-        self._remember({seq: event})  # read back soon: the next put's values, get_tuple
         return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
@@ -529,16 +534,10 @@ class JournalSaver(
             task_path=task_path,
             writes=[Write(idx, ch, *self.serde.dumps_typed(v)) for idx, ch, v in todo],
         )
-        entry = Entry(
-            EventType.GRAPH_WRITES_PUT, to_payload(event), UUID(bytes=thread_key(thread_id))
+        self._write_checked(
+            thread_id, EventType.GRAPH_WRITES_PUT, event,
+            lambda: self._graphs.late_writes(thread_id, ns, cid), "write",
         )
-
-        with self._lock_for(thread_id):
-            prepare = self._late_check(
-                lambda: self._graphs.late_writes(thread_id, ns, cid), thread_id, "write"
-            )
-            seq = self._store._append([entry], prepare)[0]
-        self._remember({seq: event})
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread; it stays deleted (a tombstone)."""
@@ -551,7 +550,7 @@ class JournalSaver(
         if not runs:
             return
         event = RunsDeleted(v=1, run_ids=runs)
-        self._store._append([Entry(EventType.GRAPH_RUNS_DELETED, to_payload(event))])
+        self._store._append([_entry(EventType.GRAPH_RUNS_DELETED, event, None)])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork: the target gets every checkpoint and write the source has now.
@@ -562,8 +561,7 @@ class JournalSaver(
         """
         src, dst = str(source_thread_id), str(target_thread_id)
         event = ThreadCopied(v=1, thread=dst, source=src)
-        entry = Entry(EventType.GRAPH_THREAD_COPIED, to_payload(event), UUID(bytes=thread_key(dst)))
-        self._append([src, dst], [entry])
+        self._append([src, dst], [_entry(EventType.GRAPH_THREAD_COPIED, event, dst)])
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: ``"keep_latest"`` keeps the newest checkpoint of each
@@ -615,9 +613,7 @@ class JournalSaver(
             if hidden:
                 hide[ns] = hidden
         event = ThreadPruned(v=1, thread=thread_id, keep=keep, hide=hide)
-        return Entry(
-            EventType.GRAPH_THREAD_PRUNED, to_payload(event), UUID(bytes=thread_key(thread_id))
-        )
+        return _entry(EventType.GRAPH_THREAD_PRUNED, event, thread_id)
 
     def _delta_ancestors(self, n: Namespace, cks: dict[str, _List[Any]], cid: str) -> _List[str]:
         """The ancestors of ``cid`` its delta channels are rebuilt from: back
@@ -734,6 +730,10 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 
 def _tombstone(thread_id: str, reason: str) -> Entry:
     event = ThreadTombstone(v=1, thread=thread_id, reason=reason)
-    return Entry(
-        EventType.GRAPH_THREAD_DELETED, to_payload(event), UUID(bytes=thread_key(thread_id))
-    )
+    return _entry(EventType.GRAPH_THREAD_DELETED, event, thread_id)
+
+
+def _entry(event_type: int, event: Any, thread_id: str | None) -> Entry:
+    """The journal entry of a graph event: in its thread's session, when it has one."""
+    session = UUID(bytes=thread_key(thread_id)) if thread_id is not None else None
+    return Entry(event_type, to_payload(event), session)
