@@ -505,3 +505,38 @@ def test_random_histories_answer_as_the_oracle_compacted_and_reopened(
     with JournalSaver(root) as reopened:
         assert _everything(reopened) == want
     assert verify(str(root)).intact
+
+
+# -- the async face under trio, and the bench phase -------------------------------------------
+
+
+def test_the_async_face_runs_under_trio(root: Path) -> None:
+    trio = pytest.importorskip("trio")
+
+    async def main() -> list[str]:
+        async with JournalSaver(root, durability="none") as s:
+            saved = await s.aput(config("t"), checkpoint("1", {"x": 1}, {"x": 1}), {}, {"x": 1})
+            await s.aput_writes(saved, [("x", 2)], "task")
+            tup = await s.aget_tuple(config("t"))
+            assert tup is not None and tup.pending_writes == [("task", "x", 2)]
+            await s.acopy_thread("t", "u")
+            await s.aprune(["t"], strategy="delete")
+            return [t.config["configurable"]["thread_id"] async for t in s.alist(None)]
+
+    assert trio.run(main) == ["u"]
+
+
+def test_bench_phase_compares_with_the_sqlite_saver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools import bench
+
+    out = tmp_path / "lg.json"
+    args = ["--langgraph", "--quick", "--dir", str(tmp_path), "--json", str(out)]
+    assert bench.main(args) == 0
+    figures = json.loads(out.read_text())
+    for name in ("JournalSaver", "AsyncSqliteSaver"):
+        f = figures["langgraph"][name]
+        assert f["puts"] == 72 and f["bytes"] > 0 and f["puts_per_s"] > 0
+    assert "target size <= 0.5x" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone

@@ -416,20 +416,10 @@ class JournalSaver(
         self, check: Callable[[], int | None], thread_id: str, what: str
     ) -> Callable[[], None]:
         """The ``prepare`` of a put or write: under the commit lock, caught up
-        with every process, raise if the thread was deleted under what this
-        write continues. The projection is read again only when another
-        process (or handle) appended since this one last caught up."""
-        j = self._journal
-        foreign = j.foreign_changes
-        self._store._sync()
-        with self._runner.lock:
-            tomb = check()
-        if tomb is not None:
-            raise self._deleted(thread_id, tomb, what)
+        with every process (a no-op when nothing came in), raise if the thread
+        was deleted under what this write continues."""
 
         def prepare() -> None:
-            if j.foreign_changes == foreign:
-                return  # nothing new since the check above: it still holds
             self._store._sync()
             with self._runner.lock:
                 late = check()
@@ -517,11 +507,11 @@ class JournalSaver(
         ns = conf.get("checkpoint_ns", "")
         cid = conf["checkpoint_id"]
         indexed = [(WRITES_IDX_MAP.get(ch, i), ch, v) for i, (ch, v) in enumerate(writes)]
-        self._store._sync()
         with self._runner.lock:
             n = self._graphs.namespace(thread_id, ns)
             stored = set(n[1].get(cid, {}).get(task_id, {})) if n is not None else set()
-        # Already stored: skipped here to save the bytes (the fold would skip them too).
+        # Already stored (as far as this process knows): skipped here to save
+        # the bytes; the fold skips any that another process stored meanwhile.
         todo = [w for w in indexed if w[0] < 0 or w[0] not in stored]
         if not todo:
             return
