@@ -573,12 +573,10 @@ class JournalSaver(
         if strategy == "delete":
             self._append(tids, [_tombstone(t, "prune") for t in tids])
             return
-        entries: _List[Entry] = []
 
         def prepare() -> _List[Entry]:
             self._store._sync()
-            entries[:] = [e for t in tids if (e := self._prune_entry(t)) is not None]
-            return entries
+            return [e for t in tids if (e := self._prune_entry(t)) is not None]
 
         # Decided under the commit lock from what the log holds then; a
         # prepare that returns no entries writes nothing.
