@@ -73,7 +73,6 @@ class GraphCheckpoints:
         self._threads: dict[bytes, Thread] = {}
         self._packed: bytes | None = None  # the snap's threads, not unpacked yet
         self.tombs: dict[bytes, int] = {}
-        self.changes = 0
 
     @property
     def threads(self) -> dict[bytes, Thread]:
@@ -163,7 +162,6 @@ class GraphCheckpoints:
             self._copy(threads, ev)
         else:
             self._prune(threads, ev)
-        self.changes += 1
 
     def _space(self, threads: dict[bytes, Thread], thread_id: str, ns: str) -> Namespace:
         key = thread_key(thread_id)
@@ -265,7 +263,6 @@ class GraphCheckpoints:
         self._threads = {}
         self._packed = packed
         self.tombs = {bytes(k): int(v) for k, v in tombs.items()}
-        self.changes += 1
 
     def plain_state(self) -> Any:
         return {"t": dict(self.threads.items()), "d": self.tombs}

@@ -327,7 +327,7 @@ class SessionStoreMachine(RuleBasedStateMachine):
         with Journal.open(self.root, readonly=True) as journal:
             last = journal.last_seq
         snaps = self.read_snaps()
-        assert sorted(snaps) == ["contents.snap", "index.snap", "stats.snap"]
+        assert sorted(snaps) == ["contents.snap", "graphs.snap", "index.snap", "stats.snap"]
         expect_restored = True
         replay = 0
         if mode == "delete":
