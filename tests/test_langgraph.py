@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -156,6 +157,43 @@ def test_a_deleted_thread_stays_deleted_when_a_late_put_arrives(root: Path) -> N
     # The tombstone is in the log, not in memory.
     with JournalSaver(root) as reopened, pytest.raises(ThreadDeleted):
         put(reopened, "t", "4", "2", {"x": 4}, {"x": 4})
+
+
+@pytest.mark.parametrize("handles", [1, 2])
+def test_a_run_racing_its_threads_deletion_never_writes_after_the_tombstone(
+    root: Path, handles: int
+) -> None:
+    """A run keeps putting while the thread is deleted beside it (from the same
+    handle, or another one: another process's view of the log). The run stops
+    with ThreadDeleted, and the log holds no put of the old life after the
+    tombstone."""
+    started = threading.Event()
+    outcome: list[BaseException] = []
+    with JournalSaver(root) as runner, JournalSaver(root) as other:
+        admin = runner if handles == 1 else other
+
+        def run() -> None:
+            parent = None
+            try:
+                for i in range(10_000):
+                    saved = put(runner, "t", f"{i:06d}", parent, {"x": i}, {"x": i + 1})
+                    parent = saved["configurable"]["checkpoint_id"]
+                    if i == 5:
+                        started.set()
+            except ThreadDeleted as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert started.wait(60)
+        admin.delete_thread("t")
+        worker.join(60)
+        assert outcome and isinstance(outcome[0], ThreadDeleted)
+        j = runner.store.journal
+        events = [(r.seq, r.event_type) for r in j.scan() if r.session == thread_key("t")]
+        tomb = next(seq for seq, t in events if t == EventType.GRAPH_THREAD_DELETED)
+        assert all(t != EventType.GRAPH_CHECKPOINT_PUT for seq, t in events if seq > tomb)
+        assert runner.get_tuple(config("t")) is None and other.get_tuple(config("t")) is None
 
 
 def delta_thread(s: Any, thread: str) -> None:
