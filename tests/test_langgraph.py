@@ -35,6 +35,7 @@ from journal._graph import thread_key
 from journal.integrations.langgraph import JournalSaver
 from tests._lg_worker import build
 from tests.conftest import PYTHON, ROOT, child_env
+from tools._replay import replay
 from tools._verify import verify
 
 WORKER = str(ROOT / "tests" / "_lg_worker.py")
@@ -318,6 +319,9 @@ def test_the_index_restored_from_its_snapshot_answers_as_a_rebuild(root: Path) -
         s.prune(["a"])
         want = {t: answers(s, t) for t in ("a", "b")}
     assert (root / "projections" / "graphs.snap").exists()
+    with SessionStore.open(root, readonly=True) as st:  # what `agcx replay` checks
+        report = replay(st.journal, st.journal.last_seq)
+        assert report.ok and report.snapshot_seq == st.journal.last_seq, report.mismatches
     with JournalSaver(root) as restored:
         assert restored.store._runner.restored_from_snapshot
         assert {t: answers(restored, t) for t in ("a", "b")} == want

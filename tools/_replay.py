@@ -18,7 +18,13 @@ from typing import Any
 import attrs
 
 from journal import Journal
-from projections import EventStatistics, ProjectionRunner, SessionContents, SessionIndex
+from projections import (
+    EventStatistics,
+    GraphCheckpoints,
+    ProjectionRunner,
+    SessionContents,
+    SessionIndex,
+)
 from projections._base import Projection
 
 __all__ = ["ReplayReport", "replay"]
@@ -67,7 +73,7 @@ class ReplayReport:
 
 def fresh_projections() -> list[Projection]:
     """One of each projection the store keeps, empty."""
-    return [SessionIndex(), SessionContents(), EventStatistics()]
+    return [SessionIndex(), SessionContents(), EventStatistics(), GraphCheckpoints()]
 
 
 def replay(
