@@ -644,6 +644,7 @@ class JournalSaver(
         return await anyio.to_thread.run_sync(fn)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """As :meth:`get_tuple`, run in a worker thread."""
         return await self._run(partial(self.get_tuple, config))
 
     async def alist(
@@ -654,6 +655,7 @@ class JournalSaver(
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        """As :meth:`list`, run in a worker thread."""
         it = self.list(config, filter=filter, before=before, limit=limit)
         done = object()
         while True:
@@ -670,6 +672,7 @@ class JournalSaver(
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """As :meth:`put`, run in a worker thread."""
         return await self._run(partial(self.put, config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
@@ -679,23 +682,29 @@ class JournalSaver(
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """As :meth:`put_writes`, run in a worker thread."""
         await self._run(partial(self.put_writes, config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
+        """As :meth:`delete_thread`, run in a worker thread."""
         await self._run(partial(self.delete_thread, thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """As :meth:`delete_for_runs`, run in a worker thread."""
         await self._run(partial(self.delete_for_runs, run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """As :meth:`copy_thread`, run in a worker thread."""
         await self._run(partial(self.copy_thread, source_thread_id, target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """As :meth:`prune`, run in a worker thread."""
         await self._run(partial(self.prune, thread_ids, strategy=strategy))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """As :meth:`get_delta_channel_history`, run in a worker thread."""
         return await self._run(
             partial(self.get_delta_channel_history, config=config, channels=channels)
         )
