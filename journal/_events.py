@@ -66,6 +66,8 @@ class EventType(enum.IntEnum):
     DICTIONARY_TRAINED = 11
     SESSION_FORKED = 12
     SESSION_TRUNCATED = 13
+    CODEX_LINES = 24
+    CODEX_IMPORTED = 25
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -82,6 +84,8 @@ EVENT_NAMES: dict[int, str] = {
     EventType.DICTIONARY_TRAINED: "DictionaryTrained",
     EventType.SESSION_FORKED: "SessionForked",
     EventType.SESSION_TRUNCATED: "SessionTruncated",
+    EventType.CODEX_LINES: "CodexLines",
+    EventType.CODEX_IMPORTED: "CodexImported",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 
