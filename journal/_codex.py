@@ -522,6 +522,11 @@ class _Run:
             return
         end = data.rfind(b"\n") + 1
         self.bytes += len(data)
+        if end == 0:
+            # Nothing but (maybe) a line being written: nothing recorded, so
+            # the next run looks again.
+            self.item(spath, name_id, SKIPPED)
+            return
         sid = self._session_id(data[:end], name_id)
         if sid is None:
             self.item(spath, None, FAILED, "no session id: neither a session_meta line nor a "
@@ -657,7 +662,7 @@ class _Run:
             self.item(spath, sid, SKIPPED, f"session {sid} was deleted in agcx after its import; "
                       "its new lines are not imported")
             return
-        meta, conv, _state = store.load_session(sid)
+        meta, conv, state = store.load_session(sid)
         n = int(old["n"])
         if len(conv.messages) != n:
             self.item(spath, sid, SKIPPED, f"session {sid} changed in agcx since its import "
@@ -688,13 +693,20 @@ class _Run:
         with store._runner.lock:
             changes = _meta_changes(store._index.sessions, sid, meta_wire) or {}
         sha = hashlib.sha256(memoryview(data)[:end]).hexdigest()
-        save = Entry(
-            EventType.SESSION_SAVED,
-            delta_save_payload(n, len(p.messages), messages_blob(p.messages), changes,
-                               IMPORT_ACTOR),
-            sid,
-            compress=False,
-        )
+        if n == 0:
+            # A delta on no messages reads as a full save (base 0): write one.
+            save = session_saved_entry(
+                new_meta, attrs.evolve(conv, messages=tuple(p.messages)), state,
+                actor=IMPORT_ACTOR,
+            )
+        else:
+            save = Entry(
+                EventType.SESSION_SAVED,
+                delta_save_payload(n, len(p.messages), messages_blob(p.messages), changes,
+                                   IMPORT_ACTOR),
+                sid,
+                compress=False,
+            )
         entries = [
             save,
             _lines_entry(sid, n, first, p.entries),

@@ -60,6 +60,8 @@ ITEM_VARIANTS: list[dict[str, Any]] = [
     {"type": "local_shell_call", "call_id": "c1", "status": "completed", "action": {
         "type": "exec", "command": ["ls", "-la"], "timeout_ms": 1000,
         "working_directory": "/tmp", "env": {"A": "1"}, "user": None}},
+    {"type": "local_shell_call", "call_id": "c2", "status": "completed",
+     "action": {"type": "exec", "command": ["pwd"]}},
     {"type": "function_call", "name": "shell", "arguments": "{\"command\":[\"ls\"]}",
      "call_id": "call_1"},
     {"type": "function_call", "name": "read", "namespace": "fs", "arguments": "{}",
