@@ -6,6 +6,7 @@ Used by tests/test_codex.py and the Codex bench script (docs/bench_codex.py).
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def conversation(sid: str, turns: int, *, output_size: int = 2000, compact_every
     so far (as Codex's compaction does)."""
     out = [line(0, "session_meta", session_meta(sid)), line(1, "turn_context", TURN_CONTEXT)]
     history: list[dict[str, Any]] = []
+    rng = random.Random(f"{sid}{seed}")
     i = 2
     for t in range(turns):
         ask = f"turn {t} of session {sid[:8]}: please change function f{seed}_{t}"
@@ -140,8 +142,7 @@ def conversation(sid: str, turns: int, *, output_size: int = 2000, compact_every
             {"type": "function_call", "name": "shell",
              "arguments": json.dumps({"command": ["cat", f"src/f{t}.py"]}), "call_id": f"c{t}"},
             {"type": "function_call_output", "call_id": f"c{t}",
-             "output": "".join(f"def f{seed}_{t}_{k}(x):\n    return x * {k}\n"
-                               for k in range(output_size // 34))},
+             "output": _tool_output(rng, output_size)},
             assistant(f"changed f{seed}_{t}"),
         ]
         out.append(line(i, "event_msg", {"type": "user_message", "message": ask, "images": []}))
@@ -156,6 +157,29 @@ def conversation(sid: str, turns: int, *, output_size: int = 2000, compact_every
             out.append(line(i, "compacted", {"message": f"summary {t}",
                                              "replacement_history": list(history)}))
     return out
+
+
+_WORDS = [
+    "def", "return", "self", "if", "else", "for", "in", "import", "from", "class", "None",
+    "True", "False", "while", "try", "except", "with", "as", "yield", "lambda", "assert",
+    "raise", "pass", "break", "continue", "and", "or", "not", "is", "len", "range", "print",
+    "value", "result", "items", "index", "count", "path", "data", "error", "config", "session",
+    "store", "journal", "record",
+]
+
+
+def _tool_output(rng: random.Random, size: int) -> str:
+    """Source-like text of about ``size`` bytes: words, names and numbers, as
+    varied as a real file dump (a fixed pattern would flatter every compressor)."""
+    out: list[str] = []
+    n = 0
+    while n < size:
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(2, 7))]
+        words.append(f"v{rng.randint(0, 99999)}")
+        text = "    " * rng.randint(0, 3) + " ".join(words) + "\n"
+        out.append(text)
+        n += len(text)
+    return "".join(out)
 
 
 def encode(lines: list[dict[str, Any]]) -> bytes:

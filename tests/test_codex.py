@@ -435,7 +435,7 @@ def test_messages_added_in_agcx_follow_the_imported_lines(
     lines = cx.conversation(sid, 2)
     cx.write_rollout(home, sid, cx.encode(lines))
     store.import_codex(home)
-    meta, conv, _ = store.load_session(sid)
+    meta = store.get_metadata(sid)
     said = Message("user", (cx_text("and one more"),))
     store.append_messages(sid, [MessageSnapshot(said, meta.updated_at, 2)])
     out = exported(store, sid)
