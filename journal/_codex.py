@@ -117,6 +117,7 @@ from journal._import import (
     WOULD_IMPORT,
     ImportItem,
     ImportProblem,
+    outcome_json,
     session_saved_entry,
 )
 from journal._log import Entry
@@ -192,16 +193,7 @@ class CodexImportReport:
             "lines_imported": self.lines_imported,
             "bytes_read": self.bytes_read,
             "seconds": self.seconds,
-            "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
-            "items": [
-                {
-                    "path": i.path,
-                    "kind": i.kind,
-                    "session_id": None if i.session_id is None else str(i.session_id),
-                    "action": i.action,
-                }
-                for i in self.items
-            ],
+            **outcome_json(self.problems, self.items),
         }
 
 

@@ -769,28 +769,37 @@ def cmd_import(args: argparse.Namespace) -> int:
         return _import_codex(args)
     root = _root(args)
     legacy = os.path.abspath(os.path.expanduser(args.legacy_root)) if args.legacy_root else root
-    has_journal = os.path.isfile(os.path.join(root, "MANIFEST"))
     with contextlib.ExitStack() as stack:
-        if args.dry_run and not has_journal:
-            # No journal yet: nothing is imported, so an empty store answers the same.
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
-            store = SessionStore.open(tmp, durability="none", snapshots=False)
-        else:
-            store = SessionStore.open(root, readonly=args.dry_run)
-        stack.callback(store.close)
+        store = _import_store(args, root, stack)
         with progress_bar("import", unit_bytes=False) as bar:
             report = store.import_legacy(legacy, dry_run=args.dry_run, progress=bar)
+    return _import_report(
+        args, report,
+        f"{report.sessions_imported} sessions and {report.checkpoints_imported} checkpoints "
+        f"from {report.root}; {report.already_imported} files already imported",
+    )
+
+
+def _import_store(args: argparse.Namespace, root: str, stack: contextlib.ExitStack) -> SessionStore:
+    """The store an import writes to (an empty scratch one for a dry run without a journal)."""
+    if args.dry_run and not os.path.isfile(os.path.join(root, "MANIFEST")):
+        # No journal yet: nothing is imported, so an empty store answers the same.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
+        store = SessionStore.open(tmp, durability="none", snapshots=False)
+    else:
+        store = SessionStore.open(root, readonly=args.dry_run)
+    stack.callback(store.close)
+    return store
+
+
+def _import_report(args: argparse.Namespace, report: Any, what: str) -> int:
     if _json(args):
         print_json(report.to_json())
     else:
         out = _out()
         verb = "would import" if report.dry_run else "imported"
         out.print(
-            Text(
-                f"{verb} {report.sessions_imported} sessions and {report.checkpoints_imported} "
-                f"checkpoints from {report.root}; {report.already_imported} files already "
-                f"imported; {len(report.problems)} problems ({report.seconds:.2f} s)"
-            )
+            Text(f"{verb} {what}; {len(report.problems)} problems ({report.seconds:.2f} s)")
         )
         for p in report.problems:
             out.print(Text(f"problem: {p.path}: {p.reason}"))
@@ -801,32 +810,16 @@ def _import_codex(args: argparse.Namespace) -> int:
     if args.legacy_root:
         raise UsageError("give either LEGACY_ROOT or --codex [CODEX_HOME], not both")
     home = os.path.abspath(os.path.expanduser(args.codex or default_codex_home()))
-    root = _root(args)
     with contextlib.ExitStack() as stack:
-        if args.dry_run and not os.path.isfile(os.path.join(root, "MANIFEST")):
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
-            store = SessionStore.open(tmp, durability="none", snapshots=False)
-        else:
-            store = SessionStore.open(root, readonly=args.dry_run)
-        stack.callback(store.close)
+        store = _import_store(args, _root(args), stack)
         with progress_bar("import codex") as bar:
             report = store.import_codex(home, dry_run=args.dry_run, progress=bar)
-    if _json(args):
-        print_json(report.to_json())
-    else:
-        out = _out()
-        verb = "would import" if report.dry_run else "imported"
-        out.print(
-            Text(
-                f"{verb} {report.sessions_imported} rollouts and new lines of "
-                f"{report.sessions_extended} from {report.root} ({report.lines_imported} lines, "
-                f"{report.bytes_read / 1e6:.1f} MB read); {report.already_imported} already "
-                f"imported; {len(report.problems)} problems ({report.seconds:.2f} s)"
-            )
-        )
-        for p in report.problems:
-            out.print(Text(f"problem: {p.path}: {p.reason}"))
-    return EXIT_PROBLEM if report.problems else EXIT_OK
+    return _import_report(
+        args, report,
+        f"{report.sessions_imported} rollouts and new lines of {report.sessions_extended} from "
+        f"{report.root} ({report.lines_imported} lines, {report.bytes_read / 1e6:.1f} MB read); "
+        f"{report.already_imported} already imported",
+    )
 
 
 def _print_report(report: Any, title: str) -> None:
