@@ -63,6 +63,7 @@ from journal._segment import Record
 
 if TYPE_CHECKING:
     from journal._aio import AsyncPointInTimeView, AsyncSessionStore
+    from journal._codex import CodexImportReport
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncPointInTimeView": "journal._aio",
     "AsyncSessionStore": "journal._aio",
+    "CodexImportReport": "journal._codex",
     "CompactionReport": "journal._compact",
     "PurgeReport": "journal._compact",
     "HistoryEntry": "journal._store",
@@ -105,6 +107,7 @@ __all__ = [
     "AsyncSessionStore",
     "CheckpointMetadata",
     "CheckpointNotFound",
+    "CodexImportReport",
     "CompactionReport",
     "ContentItem",
     "ConversationContext",

@@ -9,8 +9,9 @@ those segments), which becomes the horizon:
   the save that began the session's current life, so it precedes the
   session's checkpoints as the original did;
 * the live checkpoints' ``CheckpointCreated`` records, verbatim;
-* ``LegacyImported`` (so a re-import stays a no-op) and ``SessionPurged``
-  (the audit trail of purges), verbatim;
+* ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op)
+  and ``SessionPurged`` (the audit trail of purges), verbatim;
+* the ``CodexLines`` records of live sessions, verbatim;
 * the ``DictionaryTrained`` records that a kept record, or any record after
   the cut, needs to decode its messages, verbatim;
 * per graph thread, the records its live checkpoints, their values and writes
@@ -65,6 +66,7 @@ __all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge"]
 
 _KEPT_VERBATIM = (
     EventType.LEGACY_IMPORTED,
+    EventType.CODEX_IMPORTED,
     EventType.SESSION_PURGED,
     # Graph deletions, forks and prunes: small, and the graph index is rebuilt
     # from them (a tombstone keeps refusing late writes after compaction).
@@ -73,6 +75,9 @@ _KEPT_VERBATIM = (
     EventType.GRAPH_THREAD_COPIED,
     EventType.GRAPH_THREAD_PRUNED,
 )
+# Kept verbatim while their session lives: the lines of an imported Codex
+# rollout that are not messages (journal/_codex.py).
+_KEPT_WHILE_LIVE = (EventType.CODEX_LINES,)
 
 
 def _dt(ns: int) -> datetime | None:
@@ -232,7 +237,9 @@ def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) ->
         records_before = bytes_before = 0
         for rec in _scan_segments(j, prefix):
             records_before += 1
-            if rec.event_type in _KEPT_VERBATIM:
+            if rec.event_type in _KEPT_VERBATIM or (
+                rec.event_type in _KEPT_WHILE_LIVE and rec.session in view._index.sessions
+            ):
                 kept[rec.seq] = rec
         bytes_before = sum(s.length for s in prefix)
         # Later records may refer to a dictionary of the prefix (a save whose
@@ -412,13 +419,13 @@ def _without_dictionary(j: Journal, rec: Record) -> Record:
 
 
 def _purged(rec: Record, sid: bytes, purge_seq: int) -> bool:
-    """Whether purge removes this record. ``LegacyImported`` records stay: they
-    hold only a file name and hash, and they stop a re-import from bringing
-    the purged session back from the legacy files."""
+    """Whether purge removes this record. ``LegacyImported`` and
+    ``CodexImported`` records stay: they hold only a file name, size and hash,
+    and they stop a re-import from bringing the purged session back."""
     return (
         rec.session == sid
         and rec.seq < purge_seq
-        and rec.event_type != EventType.LEGACY_IMPORTED
+        and rec.event_type not in (EventType.LEGACY_IMPORTED, EventType.CODEX_IMPORTED)
     )
 
 

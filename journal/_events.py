@@ -73,6 +73,8 @@ class EventType(enum.IntEnum):
     GRAPH_RUNS_DELETED = 19
     GRAPH_THREAD_COPIED = 20
     GRAPH_THREAD_PRUNED = 21
+    CODEX_LINES = 24
+    CODEX_IMPORTED = 25
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -95,6 +97,8 @@ EVENT_NAMES: dict[int, str] = {
     EventType.GRAPH_RUNS_DELETED: "GraphRunsDeleted",
     EventType.GRAPH_THREAD_COPIED: "GraphThreadCopied",
     EventType.GRAPH_THREAD_PRUNED: "GraphThreadPruned",
+    EventType.CODEX_LINES: "CodexLines",
+    EventType.CODEX_IMPORTED: "CodexImported",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 

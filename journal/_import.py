@@ -201,17 +201,26 @@ class ImportReport:
             "checkpoints_imported": self.checkpoints_imported,
             "already_imported": self.already_imported,
             "seconds": self.seconds,
-            "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
-            "items": [
-                {
-                    "path": i.path,
-                    "kind": i.kind,
-                    "session_id": None if i.session_id is None else str(i.session_id),
-                    "action": i.action,
-                }
-                for i in self.items
-            ],
+            **outcome_json(self.problems, self.items),
         }
+
+
+def outcome_json(
+    problems: Sequence[ImportProblem], items: Sequence[ImportItem]
+) -> dict[str, Any]:
+    """The ``problems`` and ``items`` of an import report as JSON (UUIDs as strings)."""
+    return {
+        "problems": [{"path": p.path, "reason": p.reason} for p in problems],
+        "items": [
+            {
+                "path": i.path,
+                "kind": i.kind,
+                "session_id": None if i.session_id is None else str(i.session_id),
+                "action": i.action,
+            }
+            for i in items
+        ],
+    }
 
 
 # --------------------------------------------------------------------------

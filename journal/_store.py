@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -32,6 +32,7 @@ import attrs
 import msgpack
 
 from journal import _compact, _fork
+from journal._codex import CodexImportReport, export_codex_lines, run_codex_import
 from journal._compact import CompactionReport, PurgeReport
 from journal._dictionary import Dictionary, Trainer, blob_reference, dictionary_event
 from journal._errors import (
@@ -201,6 +202,8 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
         return f"checkpoint {cid_hex} deleted"
     if t == EventType.LEGACY_IMPORTED:
         return f"imported {event.get('kind', 'file')} {event.get('path', '')}"
+    if t == EventType.CODEX_IMPORTED:
+        return f"imported Codex rollout {event.get('path', '')} ({event.get('lines', 0)} lines)"
     if t == EventType.SESSION_FORKED:
         src = event.get("src", b"")
         src_hex = UUID(bytes=src).hex[:8] if isinstance(src, bytes) and len(src) == 16 else "?"
@@ -1299,6 +1302,35 @@ class SessionStore(_Queries):
         ``journal._import``.
         """
         return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
+
+    def import_codex(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CodexImportReport:
+        """Import a Codex CLI history: every rollout under ``path``'s
+        ``sessions/`` and ``archived_sessions/`` (plain or ``.jsonl.zst``).
+
+        ``path`` defaults to ``$CODEX_HOME``, else ``~/.codex``. One session per
+        rollout, with its id; every line is kept, so
+        :meth:`export_codex` writes the rollout back. A second run adds only
+        what was appended to a rollout since; damaged lines are reported and
+        skipped; rollouts are never modified. ``dry_run`` writes nothing;
+        ``progress(bytes_done, bytes_total)`` is called per file. The rules are
+        in ``journal._codex``.
+        """
+        return run_codex_import(self, path, dry_run=dry_run, progress=progress)
+
+    def export_codex(self, session_id: UUID | str) -> Iterator[bytes]:
+        """The session as Codex rollout lines (JSON, each ending in ``\\n``).
+
+        An imported session gives its rollout's lines back, JSON-equal and in
+        order; another session a rollout Codex can resume (``session_meta``,
+        ``turn_context``, response items, ``user_message``/``agent_message``).
+        """
+        return export_codex_lines(self, _sid(session_id))
 
 
 def resolve_point(journal: Journal, when: datetime | int) -> int:

@@ -86,6 +86,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "AsyncSessionStore",
         "CheckpointMetadata",
         "CheckpointNotFound",
+        "CodexImportReport",
         "CompactionReport",
         "ContentItem",
         "ConversationContext",

@@ -49,6 +49,7 @@ from journal import (
     recover,
     salvage,
 )
+from journal._codex import default_codex_home, export_codex_lines
 from journal._events import EVENT_NAMES, event_type_from_name
 from journal._log import from_ns
 from journal._store import history_entry, resolve_point
@@ -455,6 +456,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "codex":
+        return _export_codex(args)
+    if args.output:
+        raise UsageError("-o/--output is for --format codex; redirect stdout for the others")
     with _store(args) as store:
         q = _view(store, args.at)
         found = _resolve_session(q, args.session, at=args.at is not None)
@@ -464,6 +469,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         print_json({"metadata": meta, "conversation": conv, "state": state})
+    return EXIT_OK
+
+
+def _export_codex(args: argparse.Namespace) -> int:
+    """Write the session as a Codex rollout: to ``-o FILE`` (atomically), else stdout."""
+    with _store(args) as store:
+        q = _view(store, args.at)
+        found = _resolve_session(q, args.session, at=args.at is not None)
+        lines = export_codex_lines(q, found.id)
+        if not args.output:
+            out = sys.stdout.buffer
+            for chunk in lines:
+                out.write(chunk)
+            out.flush()
+            return EXIT_OK
+        target = os.path.abspath(args.output)
+        fd, tmp = tempfile.mkstemp(prefix=".agcx-export-", dir=os.path.dirname(target))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in lines:
+                    f.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     return EXIT_OK
 
 
@@ -739,34 +770,61 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.codex is not None:
+        return _import_codex(args)
     root = _root(args)
     legacy = os.path.abspath(os.path.expanduser(args.legacy_root)) if args.legacy_root else root
-    has_journal = os.path.isfile(os.path.join(root, "MANIFEST"))
     with contextlib.ExitStack() as stack:
-        if args.dry_run and not has_journal:
-            # No journal yet: nothing is imported, so an empty store answers the same.
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
-            store = SessionStore.open(tmp, durability="none", snapshots=False)
-        else:
-            store = SessionStore.open(root, readonly=args.dry_run)
-        stack.callback(store.close)
+        store = _import_store(args, root, stack)
         with progress_bar("import", unit_bytes=False) as bar:
             report = store.import_legacy(legacy, dry_run=args.dry_run, progress=bar)
+    return _import_report(
+        args, report,
+        f"{report.sessions_imported} sessions and {report.checkpoints_imported} checkpoints "
+        f"from {report.root}; {report.already_imported} files already imported",
+    )
+
+
+def _import_store(args: argparse.Namespace, root: str, stack: contextlib.ExitStack) -> SessionStore:
+    """The store an import writes to (an empty scratch one for a dry run without a journal)."""
+    if args.dry_run and not os.path.isfile(os.path.join(root, "MANIFEST")):
+        # No journal yet: nothing is imported, so an empty store answers the same.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
+        store = SessionStore.open(tmp, durability="none", snapshots=False)
+    else:
+        store = SessionStore.open(root, readonly=args.dry_run)
+    stack.callback(store.close)
+    return store
+
+
+def _import_report(args: argparse.Namespace, report: Any, what: str) -> int:
     if _json(args):
         print_json(report.to_json())
     else:
         out = _out()
         verb = "would import" if report.dry_run else "imported"
         out.print(
-            Text(
-                f"{verb} {report.sessions_imported} sessions and {report.checkpoints_imported} "
-                f"checkpoints from {report.root}; {report.already_imported} files already "
-                f"imported; {len(report.problems)} problems ({report.seconds:.2f} s)"
-            )
+            Text(f"{verb} {what}; {len(report.problems)} problems ({report.seconds:.2f} s)")
         )
         for p in report.problems:
             out.print(Text(f"problem: {p.path}: {p.reason}"))
     return EXIT_PROBLEM if report.problems else EXIT_OK
+
+
+def _import_codex(args: argparse.Namespace) -> int:
+    if args.legacy_root:
+        raise UsageError("give either LEGACY_ROOT or --codex [CODEX_HOME], not both")
+    home = os.path.abspath(os.path.expanduser(args.codex or default_codex_home()))
+    with contextlib.ExitStack() as stack:
+        store = _import_store(args, _root(args), stack)
+        with progress_bar("import codex") as bar:
+            report = store.import_codex(home, dry_run=args.dry_run, progress=bar)
+    return _import_report(
+        args, report,
+        f"{report.sessions_imported} rollouts and new lines of {report.sessions_extended} from "
+        f"{report.root} ({report.lines_imported} lines, {report.bytes_read / 1e6:.1f} MB read); "
+        f"{report.already_imported} already imported",
+    )
 
 
 def _print_report(report: Any, title: str) -> None:
@@ -1063,10 +1121,15 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         cmd_export,
         "write one session to stdout as JSON (Responses-API items) or a Markdown transcript",
-        "examples:\n  agcx export 3fa2 > session.json\n  agcx export 3fa2 --format markdown > s.md",
+        "examples:\n  agcx export 3fa2 > session.json\n"
+        "  agcx export 3fa2 --format markdown > s.md\n"
+        "  agcx export 3fa2 --format codex -o rollout-3fa2.jsonl  (a rollout Codex resumes)",
     )
     sp.add_argument("session", metavar="SESSION")
-    sp.add_argument("--format", choices=("json", "markdown"), default="json")
+    sp.add_argument("--format", choices=("json", "markdown", "codex"), default="json")
+    sp.add_argument(
+        "-o", "--output", metavar="FILE", help="with --format codex: write the rollout to FILE"
+    )
     at_flag(sp)
 
     sp = cmd(
@@ -1074,9 +1137,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_import,
         "import a legacy (format version 2) history: sessions/*.agcx and checkpoints/*.ckpt",
         "LEGACY_ROOT defaults to the journal root itself. Files already imported are\n"
-        "skipped; damaged files are reported (exit 1) and never changed.",
+        "skipped; damaged files are reported (exit 1) and never changed.\n\n"
+        "--codex imports every Codex CLI rollout (sessions/, archived_sessions/, .jsonl\n"
+        "or .jsonl.zst) instead; a rollout that grew since adds only its new lines.",
     )
     sp.add_argument("legacy_root", metavar="LEGACY_ROOT", nargs="?")
+    sp.add_argument(
+        "--codex",
+        metavar="CODEX_HOME",
+        nargs="?",
+        const="",
+        help="import Codex CLI rollouts instead (CODEX_HOME: $CODEX_HOME or ~/.codex)",
+    )
     sp.add_argument("--dry-run", action="store_true", help="report what would be imported")
     json_flag(sp)
 
