@@ -67,6 +67,19 @@ if TYPE_CHECKING:
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
+    from journal._replicate import (
+        CorruptReplica,
+        ReplicaBusy,
+        ReplicaDiverged,
+        ReplicaError,
+        ReplicaReport,
+        ReplicaUnavailable,
+        ReplicationStatistics,
+        Replicator,
+        recover_from_replica,
+        replicate,
+        verify_replica,
+    )
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
 # The store stands above the projections, which import the journal core: it is
@@ -89,6 +102,17 @@ _LAZY = {
     "StoreStatistics": "journal._store",
     "recover": "journal._recover",
     "salvage": "journal._recover",
+    "CorruptReplica": "journal._replicate",
+    "ReplicaBusy": "journal._replicate",
+    "ReplicaDiverged": "journal._replicate",
+    "ReplicaError": "journal._replicate",
+    "ReplicaReport": "journal._replicate",
+    "ReplicaUnavailable": "journal._replicate",
+    "ReplicationStatistics": "journal._replicate",
+    "Replicator": "journal._replicate",
+    "recover_from_replica": "journal._replicate",
+    "replicate": "journal._replicate",
+    "verify_replica": "journal._replicate",
 }
 
 
@@ -114,6 +138,7 @@ __all__ = [
     "ConversationSnapshot",
     "CorruptJournal",
     "CorruptPayload",
+    "CorruptReplica",
     "Durability",
     "EmbeddingCacheState",
     "Entry",
@@ -153,6 +178,13 @@ __all__ = [
     "RecordNotFound",
     "RecordTooLarge",
     "RecoverReport",
+    "ReplicaBusy",
+    "ReplicaDiverged",
+    "ReplicaError",
+    "ReplicaReport",
+    "ReplicaUnavailable",
+    "ReplicationStatistics",
+    "Replicator",
     "ResponseItem",
     "SalvageReport",
     "SessionMetadata",
@@ -170,5 +202,8 @@ __all__ = [
     "item_from_json",
     "item_to_json",
     "recover",
+    "recover_from_replica",
+    "replicate",
     "salvage",
+    "verify_replica",
 ]

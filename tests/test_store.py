@@ -93,6 +93,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "ConversationSnapshot",
         "CorruptJournal",
         "CorruptPayload",
+        "CorruptReplica",
         "Durability",
         "EmbeddingCacheState",
         "Entry",
@@ -132,6 +133,13 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "RecordNotFound",
         "RecordTooLarge",
         "RecoverReport",
+        "ReplicaBusy",
+        "ReplicaDiverged",
+        "ReplicaError",
+        "ReplicaReport",
+        "ReplicaUnavailable",
+        "ReplicationStatistics",
+        "Replicator",
         "ResponseItem",
         "SalvageReport",
         "SessionMetadata",
@@ -149,7 +157,10 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "item_from_json",
         "item_to_json",
         "recover",
+        "recover_from_replica",
+        "replicate",
         "salvage",
+        "verify_replica",
     ]
 
 

@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -680,6 +681,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.replica:
+        return _verify_replica(args)
     root = _root(args)
     with progress_bar("verify") as bar:
         report = verify(root, progress=bar)
@@ -717,6 +720,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if args.from_url is not None:
+        return _recover_from(args)
     if args.salvage == (args.at is not None):
         raise UsageError("give exactly one of --at WHEN and --salvage")
     root = _root(args)
@@ -764,6 +769,110 @@ def cmd_recover(args: argparse.Namespace) -> int:
         )
         _lines(lines)
     return EXIT_OK if srep.intact else EXIT_PROBLEM
+
+
+# -- replication (journal/_replicate.py) ---------------------------------------------------
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from journal._replicate import Replicator
+
+    root = _root(args)
+    if not os.path.isfile(os.path.join(root, "MANIFEST")):
+        raise JournalError(f"{root} is not an agcx journal (no MANIFEST)")
+    retention = parse_duration(args.retention)
+    with Replicator(root, args.url, interval=args.interval, retention=retention) as r:
+        if args.once:
+            stats = _replicate_once(r)
+            if _json(args):
+                print_json(stats)
+            else:
+                _lines([
+                    f"replicated {root} to {r.url} up to seq {stats.seq}"
+                    f" ({fmt_ns(stats.ts_ns) if stats.ts_ns else 'nothing yet'}): generation "
+                    f"{stats.generation}, {stats.objects_put:,} objects "
+                    f"({fmt_bytes(stats.bytes_put)}) uploaded, {stats.objects_deleted:,} deleted"
+                ])
+            return EXIT_OK
+        sys.stderr.write(
+            f"agcx: replicating {root} to {r.url} every {args.interval:g} s (Ctrl-C stops)\n"
+        )
+
+        def report(exc: JournalError) -> None:
+            _error(f"{exc} (the journal is untouched; the replica lags; retrying)")
+
+        # SIGTERM stops as Ctrl-C does: after the cycle under way, lease released.
+        previous = signal.signal(signal.SIGTERM, lambda *_: r.stop())
+        try:
+            r.run(on_error=report)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        stats = r.statistics()
+    sys.stderr.write(
+        f"agcx: stopped at seq {stats.seq}: {stats.objects_put:,} objects "
+        f"({fmt_bytes(stats.bytes_put)}) uploaded\n"
+    )
+    return EXIT_OK
+
+
+def _replicate_once(r: Any) -> Any:
+    """One cycle, retried a few times when the store is unavailable (as `run` would)."""
+    from journal._replicate import ReplicaUnavailable
+
+    delay = 0.5
+    for attempt in range(5):
+        try:
+            return r.run_once()
+        except ReplicaUnavailable as exc:
+            if attempt == 4:
+                raise
+            _error(f"{exc} (retrying in {delay:g} s)")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _recover_from(args: argparse.Namespace) -> int:
+    from journal._replicate import recover_from_replica
+
+    if args.salvage:
+        raise UsageError("--salvage reads a local journal; it does not go with --from")
+    when = parse_when(args.at) if args.at is not None else None
+    with progress_bar("download") as bar:
+        rep = recover_from_replica(args.from_url, args.out, at=when, progress=bar)
+    if _json(args):
+        print_json(rep)
+    else:
+        _lines(
+            [
+                f"recovered {_plural(rep.records, 'record')} ({fmt_bytes(rep.bytes)}) up to "
+                f"seq {rep.seq} from {rep.source} into {rep.target} in {rep.seconds:.2f} s",
+                f"it is a working store: agcx --root {rep.target} ls",
+            ]
+        )
+    return EXIT_OK
+
+
+def _verify_replica(args: argparse.Namespace) -> int:
+    from journal._replicate import verify_replica
+
+    report = verify_replica(args.replica)
+    if _json(args):
+        print_json(report)
+    else:
+        last = fmt_time(report.last_ts) if report.last_ts else "-"
+        lines = [
+            f"{report.url}: {_plural(report.generations, 'generation')}, "
+            f"{_plural(report.segments, 'segment')}, {_plural(report.objects, 'object')} "
+            f"({fmt_bytes(report.bytes)}), {_plural(report.records, 'record')} up to seq "
+            f"{report.last_seq} ({last})"
+        ]
+        lines += [f"problem: {p}" for p in report.problems]
+        lines.append("intact" if report.intact else "the replica is damaged or incomplete")
+        _lines(lines)
+    return EXIT_OK if report.intact else EXIT_PROBLEM
 
 
 # -- import, compact, purge ---------------------------------------------------------------
@@ -1084,8 +1193,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         cmd_verify,
         "read every record: checksums, seqs, payloads, the manifest; exit 1 on any problem",
-        "Never changes anything. Reports every problem with its segment, offset and reason.",
+        "Never changes anything. Reports every problem with its segment, offset and reason.\n"
+        "--replica URL checks a replica (agcx replicate) instead, downloading each object once.",
     )
+    sp.add_argument("--replica", metavar="URL", help="check this replica, not the journal")
     json_flag(sp)
 
     sp = cmd(
@@ -1102,10 +1213,18 @@ def build_parser() -> argparse.ArgumentParser:
         "write a new journal: the events up to a point in time, or every readable record",
         "examples:\n  agcx recover --at seq:1200 --out ~/restored\n"
         "  agcx recover --at 2024-05-01T10:42:00+02:00 --out ~/restored\n"
-        "  agcx recover --salvage --out ~/salvaged\n\n"
-        "The source is only read. DIR must be new or an empty directory.",
+        "  agcx recover --salvage --out ~/salvaged\n"
+        "  agcx recover --from s3://bucket/agcx --at '2h ago' --out ~/restored\n\n"
+        "The source is only read. DIR must be new or an empty directory. --from URL\n"
+        "restores from a replica (agcx replicate) instead of the local journal.",
     )
     sp.add_argument("--at", metavar="WHEN", help="keep the events up to WHEN")
+    sp.add_argument(
+        "--from",
+        dest="from_url",
+        metavar="URL",
+        help="restore from this replica (s3://bucket/prefix or file:///path)",
+    )
     sp.add_argument(
         "--salvage", action="store_true", help="copy every readable record of a damaged journal"
     )
@@ -1192,6 +1311,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--title", metavar="T", help="the fork's title (default: SESSION's + (fork))")
     sp.add_argument("--actor", metavar="NAME", help="who forks (recorded in the event)")
+    json_flag(sp)
+
+    sp = cmd(
+        "replicate",
+        cmd_replicate,
+        "ship the journal to object storage as it grows (s3://bucket/prefix, file:///path)",
+        "Follows the journal without its commit lock: writers never wait for it.\n"
+        "Configuration: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+        "AWS_REGION, AWS_PROFILE (an http:// endpoint is plain HTTP). See docs/REPLICATION.md.\n\n"
+        "examples:\n  agcx replicate s3://backups/agcx\n"
+        "  agcx replicate file:///mnt/nas/agcx --once\n"
+        "  agcx recover --from s3://backups/agcx --out ~/restored",
+    )
+    sp.add_argument("url", metavar="URL")
+    sp.add_argument("--once", action="store_true", help="ship what is there now and exit")
+    sp.add_argument(
+        "--interval",
+        metavar="S",
+        type=float,
+        default=1.0,
+        help="seconds between increments (default 1; sooner when 4 MiB gathered)",
+    )
+    sp.add_argument(
+        "--retention",
+        metavar="DURATION",
+        default="7d",
+        help="keep replaced history (before a compaction) this long (default 7d)",
+    )
     json_flag(sp)
 
     cmd(
