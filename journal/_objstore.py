@@ -325,7 +325,7 @@ class S3Store:
         config = Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": attempts},
+            retries={"mode": "standard", "total_max_attempts": attempts},
         )
         try:
             # The default session reads AWS_ENDPOINT_URL, the keys, AWS_REGION and
