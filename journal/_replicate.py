@@ -152,6 +152,7 @@ _RANGE_RE = re.compile(
 _GEN_RE = re.compile(r"^gens/(\d{8})\.agcr$")
 _SEALED_RE = re.compile(r"^segs/(?P<name>[^/]+)/SEALED$")
 _RESTORE_THREADS = 8
+_RESTORE_BATCH = 32 << 20  # records per commit of the restored journal (one fsync each)
 
 
 class ReplicaBusy(ReplicaError):
@@ -286,6 +287,15 @@ class _Remote:
         self.ranges: dict[str, list[_Range]] = {}
         self.sealed: dict[str, tuple[SegmentInfo, str]] = {}
         self.sizes: dict[str, int] = {}
+        self._chains: dict[str, list[_Range]] = {}  # chain() answers, until a change
+
+    def add(self, rg: _Range) -> None:
+        self.ranges.setdefault(rg.name, []).append(rg)
+        self._chains.pop(rg.name, None)
+
+    def forget(self, name: str) -> list[_Range]:
+        self._chains.pop(name, None)
+        return self.ranges.pop(name, [])
 
     @classmethod
     def load(cls, store: ObjectStore) -> _Remote:
@@ -340,6 +350,9 @@ class _Remote:
         that timed out but was stored anyway can overlap another; any chain is
         the same bytes (they come from one file), so the longest one is used.
         """
+        cached = self._chains.get(name)
+        if cached is not None:
+            return cached
         ranges = self.ranges.get(name, [])
         if not ranges:
             return []
@@ -362,7 +375,8 @@ class _Remote:
 
         for s in sorted(by_start, reverse=True):  # fill bottom-up: no deep recursion
             longest(s)
-        return longest(0)
+        self._chains[name] = longest(0)
+        return self._chains[name]
 
     def lineage(self, gen: _Gen) -> list[tuple[str, SegmentInfo | None, str]]:
         """The segments a restore of ``gen`` uses, in seq order: (name, sealed entry, sha).
@@ -705,7 +719,7 @@ class Replicator:
                     hashlib.sha256(data).hexdigest())
         self._put(rg.key, data)
         self._data_bytes += len(data)
-        self._remote.ranges.setdefault(name, []).append(rg)
+        self._remote.add(rg)
         if first_ts:
             self._lags.append(max(0.0, (time.time_ns() - first_ts) / 1e9))
 
@@ -781,7 +795,7 @@ class Replicator:
                     used.add(n)
         keys: list[str] = []
         for n in sorted((set(remote.ranges) | set(remote.sealed)) - used):
-            keys += [rg.key for rg in remote.ranges.pop(n, [])]
+            keys += [rg.key for rg in remote.forget(n)]
             if remote.sealed.pop(n, None) is not None:
                 keys.append(f"segs/{n}/SEALED")
         self._delete(keys)
@@ -963,8 +977,9 @@ def _assemble(
                     if progress is not None:
                         progress(done, total)
 
+                # No fsync: the scratch journal is only read by recover(), which
+                # makes its own copy durable, and is removed afterwards.
                 _fetch_segment(store, pool, chain, sink)
-                os.fsync(fd)
             finally:
                 os.close(fd)
             if info is not None:
@@ -1044,7 +1059,8 @@ def recover_from_replica(
                     point = sj.last_seq
             else:
                 point = at
-            return attrs.evolve(recover(scratch, final, at=point), source=st.url)
+            report = recover(scratch, final, at=point, batch_bytes=_RESTORE_BATCH)
+            return attrs.evolve(report, source=st.url)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     finally:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -36,8 +36,8 @@ from journal import (
     MessageSnapshot,
     ReplicaBusy,
     ReplicaDiverged,
-    ReplicaUnavailable,
     Replicator,
+    ReplicaUnavailable,
     SessionMetadata,
     SessionState,
     SessionStore,
@@ -50,7 +50,7 @@ from tests.conftest import child_env
 from tools.cli import main
 
 SECRET = "wJalrXUtnFEMI-test-secret-never-printed"
-T0 = __import__("datetime").datetime(2024, 5, 1, tzinfo=__import__("datetime").UTC)
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 # -- fixtures -----------------------------------------------------------------------------
