@@ -152,6 +152,7 @@ _RANGE_RE = re.compile(
 _GEN_RE = re.compile(r"^gens/(\d{8})\.agcr$")
 _SEALED_RE = re.compile(r"^segs/(?P<name>[^/]+)/SEALED$")
 _RESTORE_THREADS = 8
+_RESTORE_WINDOW = 128 << 20  # bytes in flight at most (plus one object larger than that)
 _RESTORE_BATCH = 32 << 20  # records per commit of the restored journal (one fsync each)
 
 
@@ -933,14 +934,19 @@ def _fetch_segment(
     store: ObjectStore, pool: ThreadPoolExecutor, chain: list[_Range], sink: Callable[[bytes], None]
 ) -> None:
     """Download ``chain`` with the pool, passing each range's bytes to ``sink`` in order."""
-    window: deque[Future[bytes]] = deque()
-    it = iter(chain)
-    for rg in it:
-        window.append(pool.submit(_download, store, rg))
-        if len(window) >= 2 * _RESTORE_THREADS:
-            sink(window.popleft().result())
+    window: deque[tuple[Future[bytes], int]] = deque()
+    pending = 0  # bytes downloading or downloaded and not yet passed on
+    for rg in chain:
+        while window and (
+            len(window) >= 2 * _RESTORE_THREADS or pending + rg.end - rg.start > _RESTORE_WINDOW
+        ):
+            fut, size = window.popleft()
+            sink(fut.result())
+            pending -= size
+        window.append((pool.submit(_download, store, rg), rg.end - rg.start))
+        pending += rg.end - rg.start
     while window:
-        sink(window.popleft().result())
+        sink(window.popleft()[0].result())
 
 
 def _assemble(

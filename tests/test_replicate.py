@@ -503,3 +503,58 @@ def test_a_damaged_object_is_reported_by_verify_and_refused_by_recover(
         recover_from_replica(url, tmp_path / "restored")
     assert not (tmp_path / "restored").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_a_compaction_and_a_purge_while_no_replicator_ran_are_replicated_as_a_purge(
+    src: Path, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/replica"
+    sids = [uuid4() for _ in range(4)]
+    with open_store_at(src) as store:
+        fill(store, sids, 4)
+        fill(store, sids, 7)
+        with Replicator(src, url) as rep:
+            rep.run_once()
+        store.compact(timedelta(0))  # moves the horizon ...
+        fill(store, sids, 9)
+        store.purge(sids[0])  # ... so only the SessionPurged record tells
+        expected = answers(store)
+    with Replicator(src, url) as rep:
+        assert rep.run_once().generation == 2
+    objects = replica_bytes(url)
+    assert [k for k in objects if k.startswith("gens/")] == ["gens/00000002.agcr"]
+    assert sum(data.count(sids[0].bytes) for data in objects.values()) == 1
+    recover_from_replica(url, tmp_path / "restored")
+    with SessionStore.open(tmp_path / "restored", readonly=True) as restored:
+        assert answers(restored) == expected
+
+
+def test_overlapping_ranges_restore_through_the_longest_chain(src: Path, tmp_path: Path) -> None:
+    # A range whose PUT timed out but was stored, and a longer one cut after it:
+    # both are the same file's bytes; the restore takes the chain reaching furthest.
+    url = f"file://{tmp_path}/replica"
+    sids = [uuid4() for _ in range(2)]
+    with open_store_at(src) as store, Replicator(src, url) as rep:
+        save(store, sids[0], 2)
+        rep.run_once()
+        save(store, sids[0], 3)
+        rep.run_once()
+        save(store, sids[1], 3)
+        rep.run_once()
+        seg = store.journal.manifest.segments[-1].name
+    files = sorted((tmp_path / "replica" / "segs" / seg).glob("0*"))
+    assert len(files) >= 3
+    # Join the last two ranges into one object starting where the second began.
+    second, third = files[-2], files[-1]
+    start = second.name.split("-")[0]
+    merged = second.read_bytes() + third.read_bytes()
+    rest = third.name.split("-", 1)[1]
+    end = rest.split(".", 1)[0]
+    digest = hashlib.sha256(merged).hexdigest()
+    meta = rest.split(".")[1:3]
+    (second.parent / f"{start}-{end}.{meta[0]}.{meta[1]}.{digest}").write_bytes(merged)
+    third.unlink()  # only the long one reaches the end now
+    recover_from_replica(url, tmp_path / "restored")
+    assert records(tmp_path / "restored") == records(src)
+    report = verify_replica(url)
+    assert any("outside the chain" in p for p in report.problems)
