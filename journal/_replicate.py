@@ -483,6 +483,7 @@ class Replicator:
         self._lease_body: dict[str, Any] = {}
         self._lease_due = 0.0
         self._remote: _Remote | None = None
+        self._joined: set[str] = set()  # active segments whose shipped tail was checked
         self._next_expiry = 0.0
         self._journal: Journal | None = None
         # statistics
@@ -600,6 +601,7 @@ class Replicator:
             except ReplicaError:
                 self._failures += 1
                 self._remote = None  # learn what really landed before going on
+                self._joined.clear()
                 raise
         self._cycles += 1
         return self.statistics()
@@ -665,6 +667,13 @@ class Replicator:
             remote.sealed[name] = (info, sha)
             return
         # The active segment: the whole batches appended since the last range.
+        if chain and name not in self._joined:
+            # Once per segment and process: the local file still holds the bytes the
+            # replica ends with (the seal checks every range again).
+            last = chain[-1]
+            self._check_shipped(name, [last], _read_file(path, last.start, last.end - last.start),
+                                base=last.start)
+            self._joined.add(name)
         j = self._j
         first = chain[-1].last_seq + 1 if chain and chain[-1].last_seq else info.base_seq
         start = end = max(have, HEADER_SIZE)
@@ -691,10 +700,6 @@ class Replicator:
             # Ship only what is on stable storage: a machine crash cannot take it back.
             os.fdatasync(fd)
             data = _pread_all(fd, end - have, have)
-            if have and chain:
-                self._check_shipped(name, chain[-1:], _pread_all(fd, have - chain[-1].start,
-                                                                  chain[-1].start),
-                                    base=chain[-1].start)
         finally:
             os.close(fd)
         if len(data) != end - have:

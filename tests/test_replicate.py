@@ -558,3 +558,26 @@ def test_overlapping_ranges_restore_through_the_longest_chain(src: Path, tmp_pat
     assert records(tmp_path / "restored") == records(src)
     report = verify_replica(url)
     assert any("outside the chain" in p for p in report.problems)
+
+
+def test_a_journal_rolled_back_under_its_replica_is_refused_not_mixed(
+    src: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    url = f"file://{tmp_path}/replica"
+    sid = uuid4()
+    with open_store_at(src) as store:
+        save(store, sid, 1)
+    shutil.copytree(src, tmp_path / "backup")
+    with open_store_at(src) as store, Replicator(src, url) as rep:
+        save(store, sid, 2)
+        rep.run_once()
+    shutil.rmtree(src)
+    shutil.copytree(tmp_path / "backup", src)  # the journal restored from an older copy ...
+    with open_store_at(src) as store:
+        save(store, uuid4(), 2)  # ... writes other bytes where the replica has some
+    before = replica_bytes(url)
+    with pytest.raises(ReplicaDiverged, match="another URL"), Replicator(src, url) as rep:
+        rep.run_once()
+    assert replica_bytes(url) == before  # nothing written (the lease comes and goes)
