@@ -935,23 +935,31 @@ def _download(store: ObjectStore, rg: _Range) -> bytes:
     return data
 
 
-def _fetch_segment(
-    store: ObjectStore, pool: ThreadPoolExecutor, chain: list[_Range], sink: Callable[[bytes], None]
+def _fetch(
+    store: ObjectStore,
+    pool: ThreadPoolExecutor,
+    ranges: list[_Range],
+    sink: Callable[[_Range, bytes], None],
 ) -> None:
-    """Download ``chain`` with the pool, passing each range's bytes to ``sink`` in order."""
-    window: deque[tuple[Future[bytes], int]] = deque()
+    """Download ``ranges`` with the pool, passing each one's bytes to ``sink`` in order.
+
+    Up to ``2 x`` threads objects and ``_RESTORE_WINDOW`` bytes are in flight,
+    across segment boundaries (a segment shipped whole is one object).
+    """
+    window: deque[tuple[Future[bytes], _Range]] = deque()
     pending = 0  # bytes downloading or downloaded and not yet passed on
-    for rg in chain:
+    for rg in ranges:
         while window and (
             len(window) >= 2 * _RESTORE_THREADS or pending + rg.end - rg.start > _RESTORE_WINDOW
         ):
-            fut, size = window.popleft()
-            sink(fut.result())
-            pending -= size
-        window.append((pool.submit(_download, store, rg), rg.end - rg.start))
+            fut, done = window.popleft()
+            sink(done, fut.result())
+            pending -= done.end - done.start
+        window.append((pool.submit(_download, store, rg), rg))
         pending += rg.end - rg.start
     while window:
-        sink(window.popleft()[0].result())
+        fut, done = window.popleft()
+        sink(done, fut.result())
 
 
 def _assemble(
@@ -959,50 +967,55 @@ def _assemble(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write ``gen``'s lineage as a journal in ``dest``; return the bytes written."""
-    lineage = remote.lineage(gen)
+    plan: list[tuple[str, SegmentInfo | None, str, list[_Range]]] = []
+    for name, info, sha in remote.lineage(gen):
+        chain = remote.chain(name)
+        if info is not None and (not chain or chain[-1].end != info.length):
+            raise CorruptReplica(
+                f"{store.url}: segment {name} is incomplete (ranges end at "
+                f"{chain[-1].end if chain else 0} of {info.length} bytes)"
+            )
+        if chain:
+            plan.append((name, info, sha, chain))
     seg_dir = os.path.join(dest, "segments")
     os.makedirs(seg_dir, mode=0o700)
-    infos: list[SegmentInfo] = []
-    total = sum(
-        (info.length if info else (remote.chain(n)[-1].end if remote.chain(n) else 0))
-        for n, info, _ in lineage
-    )
+    total = sum(chain[-1].end for *_, chain in plan)
+    ends = {name: chain[-1] for name, _, _, chain in plan}
+    hashes = {name: hashlib.sha256() for name, *_ in plan}
+    fds: dict[str, int] = {}
     done = 0
-    with ThreadPoolExecutor(_RESTORE_THREADS) as pool:
-        for name, info, sha in lineage:
-            chain = remote.chain(name)
-            if info is not None and (not chain or chain[-1].end != info.length):
-                raise CorruptReplica(
-                    f"{store.url}: segment {name} is incomplete (ranges end at "
-                    f"{chain[-1].end if chain else 0} of {info.length} bytes)"
-                )
-            h = hashlib.sha256()
-            path = os.path.join(seg_dir, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                def sink(data: bytes, fd: int = fd, h: Any = h) -> None:
-                    nonlocal done
-                    h.update(data)
-                    os.write(fd, data)
-                    done += len(data)
-                    if progress is not None:
-                        progress(done, total)
 
-                # No fsync: the scratch journal is only read by recover(), which
-                # makes its own copy durable, and is removed afterwards.
-                _fetch_segment(store, pool, chain, sink)
-            finally:
-                os.close(fd)
-            if info is not None:
-                if h.hexdigest() != sha:
-                    raise CorruptReplica(f"{store.url}: segment {name}: checksum mismatch")
-                infos.append(attrs.evolve(info, sealed=True))
-            else:
-                if not chain:
-                    os.unlink(path)
-                    break
-                base = _base_of(name)
-                infos.append(SegmentInfo(base_seq=base, file=_file_field(name)))
+    def sink(rg: _Range, data: bytes) -> None:
+        # Ranges arrive in order: a segment's file is open from its first to its last.
+        nonlocal done
+        fd = fds.get(rg.name)
+        if fd is None:
+            path = os.path.join(seg_dir, rg.name)
+            fd = fds[rg.name] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        hashes[rg.name].update(data)
+        # No fsync: the scratch journal is only read by recover(), which makes its
+        # own copy durable, and is removed afterwards.
+        os.write(fd, data)
+        if rg is ends[rg.name]:
+            os.close(fds.pop(rg.name))
+        done += len(data)
+        if progress is not None:
+            progress(done, total)
+
+    try:
+        with ThreadPoolExecutor(_RESTORE_THREADS) as pool:
+            _fetch(store, pool, [rg for *_, chain in plan for rg in chain], sink)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    infos: list[SegmentInfo] = []
+    for name, info, sha, _ in plan:
+        if info is None:
+            infos.append(SegmentInfo(base_seq=_base_of(name), file=_file_field(name)))
+            continue
+        if hashes[name].hexdigest() != sha:
+            raise CorruptReplica(f"{store.url}: segment {name}: checksum mismatch")
+        infos.append(attrs.evolve(info, sealed=True))
     if not infos or infos[-1].sealed:
         # Every segment is sealed: add the empty active segment a journal needs.
         last = max((i.last_seq for i in infos), default=0)
@@ -1017,6 +1030,13 @@ def _assemble(
     with open(os.path.join(dest, "MANIFEST"), "wb") as f:
         f.write(encode_manifest(m))
     return done
+
+
+def _collector(parts: list[bytes]) -> Callable[[_Range, bytes], None]:
+    def sink(_: _Range, data: bytes) -> None:
+        parts.append(data)
+
+    return sink
 
 
 def _base_of(name: str) -> int:
@@ -1144,7 +1164,7 @@ def verify_replica(url: str, *, store: ObjectStore | None = None,
                     problems.append(f"{name}: {extra} range object(s) outside the chain")
                 parts: list[bytes] = []
                 try:
-                    _fetch_segment(st, pool, chain, parts.append)
+                    _fetch(st, pool, chain, _collector(parts))
                 except CorruptReplica as exc:
                     problems.append(str(exc))
                     continue
