@@ -67,18 +67,16 @@ if TYPE_CHECKING:
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
+    from journal._replica_restore import ReplicaReport, recover_from_replica, verify_replica
     from journal._replicate import (
         CorruptReplica,
         ReplicaBusy,
         ReplicaDiverged,
         ReplicaError,
-        ReplicaReport,
         ReplicationStatistics,
         Replicator,
         ReplicaUnavailable,
-        recover_from_replica,
         replicate,
-        verify_replica,
     )
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
@@ -106,13 +104,13 @@ _LAZY = {
     "ReplicaBusy": "journal._replicate",
     "ReplicaDiverged": "journal._replicate",
     "ReplicaError": "journal._replicate",
-    "ReplicaReport": "journal._replicate",
+    "ReplicaReport": "journal._replica_restore",
     "ReplicaUnavailable": "journal._replicate",
     "ReplicationStatistics": "journal._replicate",
     "Replicator": "journal._replicate",
-    "recover_from_replica": "journal._replicate",
+    "recover_from_replica": "journal._replica_restore",
     "replicate": "journal._replicate",
-    "verify_replica": "journal._replicate",
+    "verify_replica": "journal._replica_restore",
 }
 
 

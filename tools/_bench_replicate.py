@@ -189,10 +189,16 @@ def run_replication_bench(args: argparse.Namespace) -> int:
             alone: list[float] = []
             withr: list[dict[str, Any]] = []
             for r in range(max(1, args.repeat)):
-                log(f"round {r + 1}: save phase alone")
-                alone.append(_save_phase(ctx, base / f"alone-{r}", None, env)["saves_per_s"])
-                log(f"round {r + 1}: save phase with agcx replicate {url}/r{r}")
-                withr.append(_save_phase(ctx, base / f"repl-{r}", f"{url}/r{r}", env))
+                # Alternate which goes first: drift in the machine's load hits both.
+                for replicated in (False, True) if r % 2 == 0 else (True, False):
+                    if replicated:
+                        log(f"round {r + 1}: save phase with agcx replicate {url}/r{r}")
+                        withr.append(_save_phase(ctx, base / f"repl-{r}", f"{url}/r{r}", env))
+                    else:
+                        log(f"round {r + 1}: save phase alone")
+                        alone.append(
+                            _save_phase(ctx, base / f"alone-{r}", None, env)["saves_per_s"]
+                        )
             from journal import recover_from_replica
 
             last = withr[-1]

@@ -835,7 +835,7 @@ def _replicate_once(r: Any) -> Any:
 
 
 def _recover_from(args: argparse.Namespace) -> int:
-    from journal._replicate import recover_from_replica
+    from journal._replica_restore import recover_from_replica
 
     if args.salvage:
         raise UsageError("--salvage reads a local journal; it does not go with --from")
@@ -856,7 +856,7 @@ def _recover_from(args: argparse.Namespace) -> int:
 
 
 def _verify_replica(args: argparse.Namespace) -> int:
-    from journal._replicate import verify_replica
+    from journal._replica_restore import verify_replica
 
     report = verify_replica(args.replica)
     if _json(args):
