@@ -148,6 +148,15 @@ def replica_bytes(url: str) -> dict[str, bytes]:
         st.close()
 
 
+def assert_restores_exactly(url: str, out: Path, src: Path, expected: list[Any]) -> None:
+    """A restore into ``out`` holds the source's records byte for byte and answers
+    every query as ``expected`` (the source's answers)."""
+    recover_from_replica(url, out)
+    assert records(out) == records(src)
+    with SessionStore.open(out, readonly=True) as restored:
+        assert answers(restored) == expected
+
+
 def fill(store: SessionStore, sids: list[UUID], n: int) -> None:
     for k, sid in enumerate(sids):
         save(store, sid, n + k, title=f"session {k}")
@@ -255,10 +264,7 @@ def test_a_compaction_starts_a_generation_and_older_points_stay_restorable(
     recover_from_replica(url, tmp_path / "early", at=early)
     with SessionStore.open(tmp_path / "early", readonly=True) as restored:
         assert answers(restored) == expected_early
-    recover_from_replica(url, tmp_path / "now")
-    assert records(tmp_path / "now") == records(src)
-    with SessionStore.open(tmp_path / "now", readonly=True) as restored:
-        assert answers(restored) == expected
+    assert_restores_exactly(url, tmp_path / "now", src, expected)
     assert verify_replica(url).intact
     # Past the retention window the older generation and its segments go.
     with Replicator(src, url, retention=timedelta(0)) as rep:
@@ -375,10 +381,7 @@ def test_errors_and_timeouts_of_the_store_resume_without_gap_or_duplicate(
     # the replica restores to exactly the journal.
     report = verify_replica(url)
     assert report.intact, report.problems
-    recover_from_replica(url, tmp_path / "restored")
-    assert records(tmp_path / "restored") == records(src)
-    with SessionStore.open(tmp_path / "restored", readonly=True) as restored:
-        assert answers(restored) == expected
+    assert_restores_exactly(url, tmp_path / "restored", src, expected)
 
 
 def test_a_throttle_is_absorbed_by_the_clients_own_retries(
@@ -443,10 +446,7 @@ def test_a_replicator_killed_mid_upload_resumes_without_gap_or_duplicate(
     with Replicator(src, url) as rep:
         rep.run_once()
     assert verify_replica(url).intact
-    recover_from_replica(url, tmp_path / "restored")
-    assert records(tmp_path / "restored") == records(src)
-    with SessionStore.open(tmp_path / "restored", readonly=True) as restored:
-        assert answers(restored) == expected
+    assert_restores_exactly(url, tmp_path / "restored", src, expected)
 
 
 # -- beside writers --------------------------------------------------------------------------
@@ -477,10 +477,7 @@ def test_following_writers_and_a_compaction_the_replica_is_always_a_prefix(
         runner.join(30)
     rep.run_once()
     rep.close()
-    recover_from_replica(url, tmp_path / "restored")
-    assert records(tmp_path / "restored") == records(src)
-    with SessionStore.open(tmp_path / "restored", readonly=True) as restored:
-        assert answers(restored) == expected
+    assert_restores_exactly(url, tmp_path / "restored", src, expected)
 
 
 # -- damage --------------------------------------------------------------------------------
@@ -524,9 +521,7 @@ def test_a_compaction_and_a_purge_while_no_replicator_ran_are_replicated_as_a_pu
     objects = replica_bytes(url)
     assert [k for k in objects if k.startswith("gens/")] == ["gens/00000002.agcr"]
     assert sum(data.count(sids[0].bytes) for data in objects.values()) == 1
-    recover_from_replica(url, tmp_path / "restored")
-    with SessionStore.open(tmp_path / "restored", readonly=True) as restored:
-        assert answers(restored) == expected
+    assert_restores_exactly(url, tmp_path / "restored", src, expected)
 
 
 def test_overlapping_ranges_restore_through_the_longest_chain(src: Path, tmp_path: Path) -> None:
