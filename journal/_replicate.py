@@ -586,6 +586,9 @@ class Replicator:
                 self._remote = None  # learn what really landed before going on
                 self._joined.clear()
                 raise
+            except OSError as exc:  # reading the journal's own files
+                self._failures += 1
+                raise JournalError(f"cannot read {self.root} to replicate it: {exc}") from exc
         self._cycles += 1
         return self.statistics()
 
