@@ -576,3 +576,50 @@ def test_a_journal_rolled_back_under_its_replica_is_refused_not_mixed(
     with pytest.raises(ReplicaDiverged, match="another URL"), Replicator(src, url) as rep:
         rep.run_once()
     assert replica_bytes(url) == before  # nothing written (the lease comes and goes)
+
+
+def test_an_aws_profile_configures_the_endpoint_and_the_keys(
+    bucket: str, aws_env: str, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, creds = tmp_path / "aws-config", tmp_path / "aws-credentials"
+    config.write_text(f"[profile team]\nregion = us-east-1\nendpoint_url = {aws_env}\n")
+    creds.write_text(f"[team]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = {SECRET}\n")
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    with open_store_at(src) as store:
+        fill(store, [uuid4()], 3)
+        expected = answers(store)
+    replicate_once = main(["--root", str(src), "replicate", f"s3://{bucket}/p", "--once"])
+    assert replicate_once == 0
+    assert_restores_exactly(f"s3://{bucket}/p", tmp_path / "restored", src, expected)
+
+
+def test_sigterm_stops_a_running_replicator_after_its_cycle_and_releases_the_lease(
+    src: Path, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/replica"
+    with open_store_at(src) as store:
+        fill(store, [uuid4() for _ in range(3)], 4)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "--root", str(src), "replicate", url,
+         "--interval", "0.05"],
+        env=child_env(), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lease = tmp_path / "replica" / "LEASE"
+        gens = tmp_path / "replica" / "gens"
+        deadline = time.monotonic() + 60
+        while not (lease.exists() and gens.exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for a condition, bounded: not a timed assertion
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    assert "stopped at seq" in err
+    assert not lease.exists()
+    assert verify_replica(url).intact
