@@ -174,7 +174,7 @@ class FileStore:
             tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, data) if len(data) < (1 << 30) else _write_all(fd, data)
+                _write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

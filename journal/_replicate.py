@@ -1,4 +1,4 @@
-"""Continuous replication of a journal to an object store, and restore from it.
+"""Continuous replication of a journal to an object store: the shipping side.
 
 A :class:`Replicator` follows a journal the way ``agcx log --follow`` does:
 read-only, without the commit lock, so writers never wait for it. It ships
