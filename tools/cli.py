@@ -26,7 +26,7 @@ import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from rich import box
@@ -74,6 +74,9 @@ from tools._render import (
 from tools._replay import fresh_projections, replay
 from tools._verify import VerifyReport, verify
 from tools._when import UsageError, parse_duration, parse_when, when_help
+
+if TYPE_CHECKING:
+    from journal._replicate import ReplicationStatistics, Replicator
 
 __all__ = ["main"]
 
@@ -817,7 +820,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _replicate_once(r: Any) -> Any:
+def _replicate_once(r: Replicator) -> ReplicationStatistics:
     """One cycle, retried a few times when the store is unavailable (as `run` would)."""
     from journal._replicate import ReplicaUnavailable
 
