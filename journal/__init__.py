@@ -20,6 +20,7 @@ from journal._errors import (
     RecordNotFound,
     RecordTooLarge,
     SessionNotFound,
+    SessionPurged,
     ThreadDeleted,
     UnsupportedVersion,
 )
@@ -157,6 +158,7 @@ __all__ = [
     "SalvageReport",
     "SessionMetadata",
     "SessionNotFound",
+    "SessionPurged",
     "SessionState",
     "SessionStore",
     "StoreStatistics",

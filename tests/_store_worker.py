@@ -139,8 +139,14 @@ class Oracle:
         conv: ConversationSnapshot,
         state: SessionState,
     ) -> None:
-        if meta.message_count == 0 and conv.messages:
-            meta = attrs.evolve(meta, message_count=len(conv.messages))
+        # The store derives the counts from the messages (turns: the distinct
+        # turn indexes, unless every one is 0).
+        turns = {m.turn_index for m in conv.messages}
+        meta = attrs.evolve(
+            meta,
+            message_count=len(conv.messages),
+            turn_count=meta.turn_count if turns <= {0} else len(turns),
+        )
         old = self.sessions.get(sid)
         self.sessions[sid] = OracleSession(
             comparable(meta), conv, state, old.checkpoints if old else {}
@@ -269,9 +275,9 @@ def run(plan: dict[str, object]) -> None:
     # This process's idea of each session's conversation: shared ones extend the
     # common base with this process's own messages, so saves of different
     # processes never extend each other.
-    local: dict[UUID, tuple[UUID, list[str]]] = {sid: (uid(f"conv/{sid}"), []) for sid in own}
+    local: dict[UUID, tuple[UUID, list[str]]] = {sid: (sid, []) for sid in own}
     for sid in shared:
-        local[sid] = (uid(f"conv/{sid}"), list(base_keys))
+        local[sid] = (sid, list(base_keys))
     my_tags: dict[UUID, list[str]] = {sid: [] for sid in own + shared}
     store = SessionStore.open(
         root,

@@ -91,7 +91,7 @@ def seed_shared(store: SessionStore, shared: list[UUID], base_keys: list[str]) -
     """The parent's saves of the shared sessions' common base, as log lines."""
     log = []
     for sid in shared:
-        cid = uid(f"conv/{sid}")
+        cid = sid
         seq = store.save_session(
             sid, metadata(sid, "base"), conversation(cid, base_keys), SessionState()
         )
