@@ -98,6 +98,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
+DEFAULT_RETAIN = timedelta(days=7)  # compaction keeps the last week as it was written
 _STRIPES = 64
 _CONTENT_EVENTS = frozenset(
     {
@@ -121,7 +122,14 @@ class _SegmentSealed(Exception):
 
 @attrs.frozen
 class StoreStatistics:
-    """What the store holds, as of one moment (immutable)."""
+    """What the store holds, as of one moment (immutable).
+
+    ``oldest_session`` and ``newest_session`` are the creation times of the
+    oldest and newest live sessions. ``live_bytes`` are the bytes of the
+    records current state needs; ``reclaimable_bytes`` what ``compact()`` with
+    its default retention would reclaim now (its dry run's
+    ``reclaimed_bytes``; 0 in a point-in-time view).
+    """
 
     total_sessions: int
     total_checkpoints: int
@@ -443,6 +451,10 @@ class _Queries:
         """Apply what was appended since the last look (by any process)."""
         self._runner.catch_up()
 
+    def _reclaimable(self) -> int:
+        """Bytes a compaction with the default retention would reclaim now."""
+        return 0
+
     # -- sessions --------------------------------------------------------------------------
 
     def _metadata(self, sid: bytes) -> SessionMetadata:
@@ -657,12 +669,12 @@ class _Queries:
     def statistics(self) -> StoreStatistics:
         """Sessions, checkpoints, bytes and events, as of now (immutable)."""
         self._sync()
+        reclaimable = self._reclaimable()
         with self._runner.lock:
             js = self._journal.statistics()
             sessions = self._index.sessions
             created = [datetime_from_wire(m["ca"]) for m in sessions.values()]
             live = self._contents.live_bytes() + self._graphs.live_bytes()
-            total = sum(self._stats.bytes.values())
             return StoreStatistics(
                 total_sessions=len(sessions),
                 total_checkpoints=sum(len(c.checkpoints) for c in self._contents.chains.values()),
@@ -676,7 +688,7 @@ class _Queries:
                 records=sum(self._stats.counts.values()),
                 segments=js.segments,
                 live_bytes=live,
-                reclaimable_bytes=max(0, total - live),
+                reclaimable_bytes=reclaimable,
                 last_seq=self._runner.seq,
                 horizon_seq=js.horizon_seq,
                 graph_threads=len(self._graphs.threads),
@@ -811,6 +823,13 @@ class SessionStore(_Queries):
     def _loaded(self, sid: UUID, meta: SessionMetadata) -> None:
         self._meta_bases[sid.bytes] = meta
 
+    def _reclaimable(self) -> int:
+        # Exactly what ``compact()`` would drop: its own dry run (which reads
+        # only the segments old enough to compact; a journal without any
+        # answers at once). It waits for a compaction running meanwhile.
+        report = _compact.compact(self, DEFAULT_RETAIN, dry_run=True, wait=True)
+        return report.reclaimed_bytes
+
     # -- appending ------------------------------------------------------------------------
 
     def _lock_for(self, sid: UUID) -> threading.RLock:
@@ -880,6 +899,10 @@ class SessionStore(_Queries):
         messages saved), ``turn_count`` when the messages' turn indexes say
         it, ``file_size``, ``compression_ratio`` and ``checkpoints``.
 
+        ``conversation.id`` must be the session id (or, for a session
+        imported from the legacy store, the conversation id it was imported
+        with), as ``metadata.id`` must.
+
         A deleted session's id may be saved again (it starts a new session).
         A purged one's may not: the save raises :class:`journal.SessionPurged`
         unless ``reuse_purged=True`` says the caller starts a new session
@@ -891,10 +914,6 @@ class SessionStore(_Queries):
         _check(state, SessionState, "state")
         if metadata.id != sid:
             raise InvalidArgument(f"metadata.id {metadata.id} does not match session id {sid}")
-        if conversation.id != sid:
-            raise InvalidArgument(
-                f"conversation.id {conversation.id} does not match session id {sid}"
-            )
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
         if not isinstance(reuse_purged, bool):
@@ -968,6 +987,14 @@ class SessionStore(_Queries):
                 )
             entry: Entry | None = None
             base: _Base | None = None
+            if conversation.id != sid:
+                # Only a session imported from the legacy store has a
+                # conversation id of its own; it is saved back with it.
+                base = self._base(sid, head) if chain is not None else None
+                if base is None or base.conversation_id != conversation.id:
+                    raise InvalidArgument(
+                        f"conversation.id {conversation.id} does not match session id {sid}"
+                    )
             if not full_due:
                 base = self._base(sid, head)
                 if (
@@ -1360,11 +1387,18 @@ class SessionStore(_Queries):
     # -- compaction and purge -------------------------------------------------------------
 
     def compact(
-        self, retain: timedelta = timedelta(days=7), *, dry_run: bool = False
+        self, retain: timedelta = DEFAULT_RETAIN, *, dry_run: bool = False, seal: bool = False
     ) -> CompactionReport:
         """Fold sealed segments older than ``retain`` into the minimal events that
-        rebuild the same state; the cut becomes the horizon. See ``journal._compact``.
+        rebuild the same state; the cut becomes the horizon (see the module
+        docstring of ``journal._compact``).
+
+        The active segment is never compacted: ``seal=True`` seals it first
+        (a dry run reports as if it were sealed). When nothing is compacted the
+        report's ``note`` says why.
         """
+        if not isinstance(seal, bool):
+            raise InvalidArgument(f"seal must be a bool, got {seal!r}")
         if self._journal.readonly and not dry_run:
             # Refused before anything is written (new segment files, lock file).
             raise ReadOnlyJournal(
@@ -1372,7 +1406,7 @@ class SessionStore(_Queries):
                 "(or use a dry run)"
             )
         try:
-            return _compact.compact(self, retain, dry_run=dry_run)
+            return _compact.compact(self, retain, dry_run=dry_run, seal=seal)
         except OSError as exc:
             raise JournalError(
                 f"compaction stopped by an I/O error ({exc}); the journal is the one before "

@@ -279,6 +279,9 @@ def run(plan: dict[str, object]) -> None:
     for sid in shared:
         local[sid] = (sid, list(base_keys))
     my_tags: dict[UUID, list[str]] = {sid: [] for sid in own + shared}
+    # This process's store's base for each session's metadata merge (what it
+    # last saved or loaded: title and tags), logged with each save for the oracle.
+    bases: dict[UUID, dict[str, object]] = {}
     store = SessionStore.open(
         root,
         lock_timeout=60,
@@ -317,8 +320,10 @@ def run(plan: dict[str, object]) -> None:
                         "title": title,
                         "tags": list(tags),
                         "cursor": i,
+                        "base": bases.get(sid),
                     }
                 )
+                bases[sid] = {"title": title, "tags": list(tags)}
             elif kind.startswith("tag"):
                 tag = f"t{w}.{i}"
                 store.tag(sid, tag)
@@ -337,6 +342,7 @@ def run(plan: dict[str, object]) -> None:
             elif kind.startswith("delete"):
                 actor = f"w{w}.{i}"
                 store.delete_session(sid, actor=actor)
+                bases.pop(sid, None)
                 _say({"op": "delete", "sid": str(sid), "actor": actor})
             else:
                 raise ValueError(f"unknown operation kind {kind!r}")
@@ -344,7 +350,8 @@ def run(plan: dict[str, object]) -> None:
             _say({"op": "notfound", "kind": kind, "sid": str(sid)})
         if sid in shared:
             try:
-                _, conv, state = store.load_session(sid)
+                meta, conv, state = store.load_session(sid)
+                bases[sid] = {"title": meta.title, "tags": list(meta.tags)}
                 seen: object = {
                     "cid": str(conv.id),
                     "keys": [key_of(m) for m in conv.messages],
