@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -894,8 +894,12 @@ class SessionStore(_Queries):
         (``save_session``, ``load_session``, ``get_metadata``) are written, so
         tags, favorites and renames made meanwhile by others (the command
         line, another process) stay. A field both changed takes this save's
-        value, and the audit line says so; tags merge as a set (the rules are
-        in ``journal._merge``). The store fills in ``message_count`` (the
+        value, and the audit line says so; tags merge as a set (the caller's
+        additions and removals applied to the current tags); of the times
+        ``updated_at`` and ``last_accessed`` the later is kept. A store that
+        has no base for the session (it never saved or loaded it) merges
+        against the metadata as the session's last save left it. The store
+        fills in ``message_count`` (the
         messages saved), ``turn_count`` when the messages' turn indexes say
         it, ``file_size``, ``compression_ratio`` and ``checkpoints``.
 
@@ -999,6 +1003,7 @@ class SessionStore(_Queries):
                 base = self._base(sid, head)
                 if (
                     base is not None
+                    and changes is not None  # (not full_due says so)
                     # A delta on an empty base has base=0, which reads as a full
                     # save: it must carry context, mode history and state too.
                     and base.messages
@@ -1390,8 +1395,13 @@ class SessionStore(_Queries):
         self, retain: timedelta = DEFAULT_RETAIN, *, dry_run: bool = False, seal: bool = False
     ) -> CompactionReport:
         """Fold sealed segments older than ``retain`` into the minimal events that
-        rebuild the same state; the cut becomes the horizon (see the module
-        docstring of ``journal._compact``).
+        rebuild the same state; the cut becomes the horizon, the earliest point
+        :meth:`at` can show.
+
+        Per live session one full save takes the place of its saves, tags,
+        renames and touches; live checkpoints, purge and import records and
+        the compression dictionaries still used are kept as they are; deleted
+        sessions and superseded events are dropped. Seqs are kept.
 
         The active segment is never compacted: ``seal=True`` seals it first
         (a dry run reports as if it were sealed). When nothing is compacted the
@@ -1474,8 +1484,8 @@ class SessionStore(_Queries):
         (a second run reports it ``already imported``); damaged files are
         reported, never modified; sessions the journal holds with other
         content are skipped, never overwritten. ``dry_run`` writes nothing;
-        ``progress(done, total)`` is called per file. The rules are in
-        ``journal._import``.
+        ``progress(done, total)`` is called per file. A file imported once is
+        never imported again, even when its session was purged since.
         """
         return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
 

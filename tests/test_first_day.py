@@ -10,9 +10,9 @@ store, another process) tags, stars, renames and purges.
 from __future__ import annotations
 
 import json
-import time
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -215,7 +215,7 @@ def test_a_conversation_of_another_id_is_refused_and_nothing_written(
 ) -> None:
     sid = uuid4()
     before = store.journal.last_seq
-    with pytest.raises(InvalidArgument, match="conversation.id .* does not match session id"):
+    with pytest.raises(InvalidArgument, match=r"conversation\.id .* does not match session id"):
         store.save_session(
             sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), SessionState()
         )
@@ -251,9 +251,8 @@ def test_a_save_to_a_purged_session_is_refused_naming_the_purge(root: Path) -> N
                 call(agent.sid)
     # The tombstone outlives a reopen (from the snapshot, and replayed) and a compaction.
     for snapshots in (True, False):
-        with SessionStore.open(root, snapshots=snapshots) as s:
-            with pytest.raises(SessionPurged):
-                s.save_session(agent.sid, agent.meta, conversation(agent.sid, []), SessionState())
+        with SessionStore.open(root, snapshots=snapshots) as s, pytest.raises(SessionPurged):
+            s.save_session(agent.sid, agent.meta, conversation(agent.sid, []), SessionState())
     with SessionStore.open(root, segment_size=4096) as s:
         s.compact(timedelta(0), seal=True)
         with pytest.raises(SessionPurged):
@@ -314,7 +313,8 @@ n = 0
 for line in sys.stdin:
     n += 1
     try:
-        seq = s.save_session(sid, meta, conversation(sid, [f"m{i}" for i in range(n)]), SessionState())
+        conv = conversation(sid, [f"m{i}" for i in range(n)])
+        seq = s.save_session(sid, meta, conv, SessionState())
         print(json.dumps({"seq": seq}), flush=True)
     except SessionPurged as exc:
         print(json.dumps({"purged": exc.purge_seq, "message": str(exc)}), flush=True)
@@ -442,3 +442,169 @@ def test_compact_says_why_nothing_was_compacted_and_seal_compacts_the_active_seg
     assert store.load_session(agent.sid)[0].message_count == 10
     week = store.compact()
     assert "newer than the retention window (7d" in week.note or "active" in week.note
+
+
+# -- papercuts: the library ------------------------------------------------------------------
+
+
+def test_dir_and_help_of_journal_show_the_public_api_and_no_plumbing() -> None:
+    import pydoc
+
+    import journal
+
+    names = dir(journal)
+    assert names == sorted(journal.__all__)
+    for name in ("SessionStore", "AsyncSessionStore", "recover", "salvage", "PurgeReport"):
+        assert name in names
+    for plumbing in ("Any", "TYPE_CHECKING", "importlib"):
+        assert plumbing not in names
+    text = pydoc.render_doc(journal, renderer=pydoc.plaintext)
+    assert "SessionStore.open()" in text and "salvage(source, target)" in text
+
+
+def test_every_async_method_has_a_docstring() -> None:
+    import inspect
+
+    from journal import AsyncPointInTimeView, AsyncSessionStore
+
+    for cls in (AsyncSessionStore, AsyncPointInTimeView):
+        for name, fn in vars(cls).items():
+            if inspect.iscoroutinefunction(fn) and not name.startswith("__"):
+                assert fn.__doc__, f"{cls.__name__}.{name}"
+
+
+def test_public_docstrings_do_not_send_users_to_private_modules() -> None:
+    import re
+
+    from journal import AsyncSessionStore, PointInTimeView
+
+    for cls in (SessionStore, AsyncSessionStore, PointInTimeView):
+        for name, fn in vars(cls).items():
+            doc = getattr(fn, "__doc__", None) or ""
+            if not name.startswith("_"):
+                assert not re.search(r"journal\._[a-z]", doc), f"{cls.__name__}.{name}"
+
+
+def test_opening_a_file_as_a_store_says_it_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "passwd"
+    f.write_text("root:x:0:0\n")
+    for readonly in (False, True):
+        with pytest.raises(InvalidArgument, match="is a file, not a directory") as info:
+            SessionStore.open(f, readonly=readonly)
+        assert "disk space" not in str(info.value)
+    assert f.read_text() == "root:x:0:0\n"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_the_async_opener_is_awaitable_and_an_async_context_manager(root: Path) -> None:
+    from journal import AsyncSessionStore
+
+    async with AsyncSessionStore.open(root, durability="none") as s:
+        agent_sid = uuid4()
+        await s.save_session(
+            agent_sid, metadata(agent_sid, "t"), conversation(agent_sid, ["m"]), SessionState()
+        )
+    assert s.sync._closed  # closed at the block's end
+    s = await AsyncSessionStore.open(root)
+    try:
+        assert await s.session_exists(agent_sid)
+    finally:
+        await s.close()
+    async with await AsyncSessionStore.open(root) as again:  # the old spelling still works
+        assert await again.session_exists(agent_sid)
+
+
+def test_an_async_store_built_from_a_path_is_refused_pointing_to_open(root: Path) -> None:
+    from journal import AsyncSessionStore
+
+    with pytest.raises(InvalidArgument, match="AsyncSessionStore.open"):
+        AsyncSessionStore(str(root))  # type: ignore[arg-type]
+
+
+# -- papercuts: the command line -------------------------------------------------------------
+
+
+def test_a_root_that_does_not_exist_is_named_and_root_blamed(tmp_path: Path) -> None:
+    from tests.test_cli import agcx, fails
+
+    missing = tmp_path / "nonexistent"
+    fails(agcx("ls", root=missing), 1, f"{missing} does not exist", "check --root")
+    assert "set AGCX_ROOT" not in agcx("ls", root=missing).stderr
+
+
+def test_ls_at_a_time_before_the_journal_existed_says_so(root: Path) -> None:
+    from tests.test_cli import agcx
+
+    with SessionStore.open(root) as s:
+        Agent(s).turn()
+    time.sleep(0.01)
+    r = agcx("ls", "--at", "1h30m ago", root=root)  # a compound relative time, too
+    assert r.returncode == 0, r.stderr
+    assert "before the journal's first event" in r.stdout
+    assert "seq 0" not in r.stdout
+
+
+def test_relative_times_and_durations_may_add_up_units() -> None:
+    from datetime import UTC, datetime
+
+    from tools._when import parse_duration, parse_when
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    assert parse_when("1h30m ago", now) == parse_when("1.5h ago", now) == now - timedelta(
+        minutes=90
+    )
+    assert parse_when("1d 12h ago", now) == now - timedelta(hours=36)
+    assert parse_duration("1d12h") == timedelta(hours=36)
+
+
+def test_stats_labels_oldest_and_newest_as_creation_times(root: Path) -> None:
+    from tests.test_cli import agcx
+
+    with SessionStore.open(root) as s:
+        Agent(s).turn()
+    r = agcx("stats", root=root)
+    assert r.returncode == 0, r.stderr
+    assert "oldest created" in r.stdout and "newest created" in r.stdout
+    assert "reclaimable by `agcx compact` (7d retention)" in r.stdout
+
+
+def test_log_follow_starts_from_the_last_ten_events(root: Path) -> None:
+    from tests.test_cli import agcx
+
+    with SessionStore.open(root) as s:
+        agent = Agent(s)
+        for _ in range(15):
+            agent.turn()
+    r = agcx("log", "--follow", "--json", "--timeout", "0.2", root=root)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["seq"] for x in r.stdout.splitlines()] == list(range(6, 16))
+    r = agcx("log", "--follow", "--json", "--timeout", "0.2", "--since", "seq:0", root=root)
+    assert len(r.stdout.splitlines()) == 15
+
+
+def test_compact_and_purge_print_reports_like_the_other_commands(root: Path) -> None:
+    from tests.test_cli import agcx
+
+    with SessionStore.open(root) as s:
+        agent = Agent(s)
+        for _ in range(4):
+            agent.turn()
+    r = agcx("compact", "--retain", "0s", root=root)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to compact: every record is in the active segment" in r.stdout
+    assert "--seal" in r.stdout
+    r = agcx("compact", "--seal", "--retain", "0s", root=root)
+    assert r.returncode == 0, r.stderr
+    assert "4 -> 1 (folded)" in r.stdout and "reclaimed" in r.stdout
+    for raw in ("dry run", "True", "e-05", "seconds"):
+        assert raw not in r.stdout
+    r = agcx("purge", str(agent.sid), "--yes", root=root)
+    assert r.returncode == 0, r.stderr
+    assert 'purged "agent\'s title"' in r.stdout
+    assert "derived file" in r.stdout and ".snap" not in r.stdout
+    assert "SessionPurged" in r.stdout
