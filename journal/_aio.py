@@ -110,12 +110,7 @@ class _Opening:
         self._store = await self._open()
         return self._store
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._store is not None
         await self._store.close()
 

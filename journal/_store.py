@@ -899,9 +899,9 @@ class SessionStore(_Queries):
         ``updated_at`` and ``last_accessed`` the later is kept. A store that
         has no base for the session (it never saved or loaded it) merges
         against the metadata as the session's last save left it. The store
-        fills in ``message_count`` (the
-        messages saved), ``turn_count`` when the messages' turn indexes say
-        it, ``file_size``, ``compression_ratio`` and ``checkpoints``.
+        fills in ``message_count`` (the messages saved), ``turn_count`` when
+        the messages' turn indexes say it, ``file_size``,
+        ``compression_ratio`` and ``checkpoints``.
 
         ``conversation.id`` must be the session id (or, for a session
         imported from the legacy store, the conversation id it was imported
@@ -969,8 +969,6 @@ class SessionStore(_Queries):
             )
             if changes is not None:  # not a new session: name what changed
                 payload |= audit
-            elif "ov" in audit:
-                payload["ov"] = audit["ov"]
             return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):

@@ -522,7 +522,7 @@ async def test_the_async_opener_is_awaitable_and_an_async_context_manager(root: 
 def test_an_async_store_built_from_a_path_is_refused_pointing_to_open(root: Path) -> None:
     from journal import AsyncSessionStore
 
-    with pytest.raises(InvalidArgument, match="AsyncSessionStore.open"):
+    with pytest.raises(InvalidArgument, match=r"AsyncSessionStore\.open"):
         AsyncSessionStore(str(root))  # type: ignore[arg-type]
 
 
@@ -608,3 +608,19 @@ def test_compact_and_purge_print_reports_like_the_other_commands(root: Path) -> 
     assert 'purged "agent\'s title"' in r.stdout
     assert "derived file" in r.stdout and ".snap" not in r.stdout
     assert "SessionPurged" in r.stdout
+
+
+def test_a_legacy_session_with_its_own_conversation_id_saves_back_with_it(
+    store: SessionStore,
+) -> None:
+    from journal._import import session_saved_entry
+
+    sid, cid = uuid4(), uuid4()  # the legacy store gave conversations ids of their own
+    conv = conversation(cid, ["old"])
+    store._append([session_saved_entry(metadata(sid, "imported"), conv, SessionState())])
+    meta, loaded, state = store.load_session(sid)
+    longer = attrs.evolve(loaded, messages=(*loaded.messages, message("new", 1)))
+    store.save_session(sid, meta, longer, state)  # its own id: taken
+    assert store.load_session(sid)[1] == longer
+    with pytest.raises(InvalidArgument, match="does not match session id"):
+        store.save_session(sid, meta, attrs.evolve(longer, id=uuid4()), state)

@@ -122,7 +122,7 @@ def _root(args: argparse.Namespace) -> str:
 def _not_a_journal(args: argparse.Namespace, root: str) -> JournalError:
     """Why ``root`` is no journal, and what to do, for where the path came from."""
     if not os.path.exists(root):
-        what = f"{root} does not exist"
+        what = f"{root} does not exist, so it is not an agcx journal"
     elif not os.path.isdir(root):
         what = f"{root} is not a directory, so not an agcx journal"
     else:
