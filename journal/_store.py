@@ -744,6 +744,7 @@ class SessionStore(_Queries):
         # of the next save's three-way merge (journal/_merge.py).
         # (as its wire map once saved: with the counts the store derived).
         self._meta_bases: dict[bytes, SessionMetadata | dict[str, Any]] = {}
+        self._reclaim_cache: tuple[object, int] | None = None
         self._closed = False
 
     @classmethod
@@ -824,10 +825,21 @@ class SessionStore(_Queries):
         self._meta_bases[sid.bytes] = meta
 
     def _reclaimable(self) -> int:
-        # Exactly what ``compact()`` would drop: its own dry run (which reads
-        # only the segments old enough to compact; a journal without any
-        # answers at once). It waits for a compaction running meanwhile.
+        # Exactly what ``compact()`` would drop: its own dry run, which reads
+        # the segments old enough to compact (a journal without any answers at
+        # once). Its answer depends on those segments only (no record after
+        # them can refer to their dictionaries anew): kept until they change.
+        j = self._journal
+        prefix = _compact.plan_cut(j, DEFAULT_RETAIN)
+        if not prefix:
+            return 0
+        key = (j.manifest.generation, tuple((s.base_seq, s.name, s.count) for s in prefix))
+        hit = self._reclaim_cache
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        # It waits for a compaction or purge running meanwhile.
         report = _compact.compact(self, DEFAULT_RETAIN, dry_run=True, wait=True)
+        self._reclaim_cache = (key, report.reclaimed_bytes)
         return report.reclaimed_bytes
 
     # -- appending ------------------------------------------------------------------------
