@@ -87,7 +87,7 @@ class SessionIndex:
         t = rec.event_type
         sid = rec.session
         sessions = self._sessions if self._packed is None else self.sessions
-        if t == _SESSION_SAVED or t == _SESSION_FORKED:
+        if t in (_SESSION_SAVED, _SESSION_FORKED):
             if t == _SESSION_FORKED:
                 meta = dict(event["meta"])
                 meta.pop("ck", None)

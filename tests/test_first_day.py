@@ -624,3 +624,14 @@ def test_a_legacy_session_with_its_own_conversation_id_saves_back_with_it(
     assert store.load_session(sid)[1] == longer
     with pytest.raises(InvalidArgument, match="does not match session id"):
         store.save_session(sid, meta, attrs.evolve(longer, id=uuid4()), state)
+
+
+def test_an_append_cannot_bring_a_purged_session_back_either(store: SessionStore) -> None:
+    # The Agents SDK session appends, creating the session when it is missing.
+    agent = Agent(store)
+    agent.turn()
+    store.purge(agent.sid)
+    before = store.journal.last_seq
+    with pytest.raises(SessionPurged):
+        store.append_messages(agent.sid, [message("again")], metadata=agent.meta)
+    assert store.journal.last_seq == before
