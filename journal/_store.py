@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -377,6 +377,20 @@ def delta_save_payload(
     if actor:
         payload["actor"] = actor
     return _with_blob(payload, msgs)
+
+
+def _meta_changes(
+    sessions: Mapping[bytes, dict[str, Any]], sid: UUID, meta_wire: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The keys of ``meta_wire`` whose values differ from the metadata the index
+    holds for the session, or ``None`` when only the whole map says the same
+    (the index holds none, or keys ``meta_wire`` lacks). Holds the runner lock.
+    (For writers that build the whole map from what they just loaded, as the
+    Codex import does; a save merges instead, journal/_merge.py.)"""
+    held = sessions.get(sid.bytes)
+    if held is None or not held.keys() <= meta_wire.keys():
+        return None
+    return {k: v for k, v in meta_wire.items() if k not in held or not same(held[k], v)}
 
 
 def _delta_head(
