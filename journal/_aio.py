@@ -17,6 +17,7 @@ from uuid import UUID
 
 import anyio.to_thread
 
+from journal._codex import CodexImportReport
 from journal._compact import CompactionReport, PurgeReport
 from journal._errors import InvalidArgument
 from journal._import import ImportReport
@@ -297,6 +298,20 @@ class AsyncSessionStore(AsyncPointInTimeView):
     ) -> ImportReport:
         """Import a legacy v2 history (see :meth:`journal.SessionStore.import_legacy`)."""
         return await _run(self.sync.import_legacy, path, dry_run=dry_run, progress=progress)
+
+    async def import_codex(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CodexImportReport:
+        """Import a Codex CLI history (see :meth:`journal.SessionStore.import_codex`)."""
+        return await _run(self.sync.import_codex, path, dry_run=dry_run, progress=progress)
+
+    async def export_codex(self, session_id: UUID | str) -> list[bytes]:
+        """The session as Codex rollout lines (all of them, read in a worker thread)."""
+        return await _run(lambda: list(self.sync.export_codex(session_id)))
 
     async def resolve_point(self, when: datetime | int) -> int:
         """The seq a point in time (aware datetime or seq) stands for."""

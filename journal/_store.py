@@ -1528,8 +1528,8 @@ class SessionStore(_Queries):
         :meth:`export_codex` writes the rollout back. A second run adds only
         what was appended to a rollout since; damaged lines are reported and
         skipped; rollouts are never modified. ``dry_run`` writes nothing;
-        ``progress(bytes_done, bytes_total)`` is called per file. The rules are
-        in ``journal._codex``.
+        ``progress(bytes_done, bytes_total)`` is called per file. A session
+        deleted, or changed in agcx, since its import takes no new lines.
         """
         return run_codex_import(self, path, dry_run=dry_run, progress=progress)
 
