@@ -1,6 +1,31 @@
 """agcx: an event-sourced, append-only journal of AI coding-agent sessions.
 
-The public API is re-exported here; everything else lives in private modules.
+The store (what agents use)::
+
+    from journal import SessionStore
+    with SessionStore.open() as store:          # ~/.agcodex/history
+        store.save_session(sid, metadata, conversation, state)
+        meta, conversation, state = store.load_session(sid)
+
+* ``SessionStore``, ``AsyncSessionStore`` (the same as coroutines, anyio):
+  save, load, list, search, tag, favorite, rename, delete, purge,
+  checkpoints, history (the audit trail), statistics, compact, ``at(when)``
+  (a read-only ``PointInTimeView`` / ``AsyncPointInTimeView`` of the past),
+  import_legacy.
+* The model (what is saved): ``SessionMetadata``, ``ConversationSnapshot``,
+  ``MessageSnapshot``, ``SessionState`` and the items of a conversation
+  (``Message``, ``Reasoning``, ``FunctionCall``, ...; ``item_from_json`` /
+  ``item_to_json`` for Responses-API JSON).
+* Reports: ``StoreStatistics``, ``HistoryEntry``, ``CompactionReport``,
+  ``PurgeReport``, ``ImportReport``, ``RecoverReport``, ``SalvageReport``.
+* Recovery: ``recover(source, target, at=when)`` writes a journal as of a point in
+  time; ``salvage(source, target)`` copies what is readable of a damaged one.
+* The journal core: ``Journal``, ``Record``, ``Entry``, ``EventType``.
+* Errors: every one derives from ``JournalError`` (``SessionNotFound``,
+  ``SessionPurged``, ``InvalidArgument``, ``CorruptJournal``, ...).
+
+``journal.__all__`` lists the whole public API; everything else lives in
+private modules.
 """
 
 import importlib
@@ -20,6 +45,7 @@ from journal._errors import (
     RecordNotFound,
     RecordTooLarge,
     SessionNotFound,
+    SessionPurged,
     ThreadDeleted,
     UnsupportedVersion,
 )
@@ -114,6 +140,11 @@ _LAZY = {
 }
 
 
+def __dir__() -> list[str]:
+    # The public API, the lazily loaded names too (not the module's plumbing).
+    return sorted(__all__)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
@@ -187,6 +218,7 @@ __all__ = [
     "SalvageReport",
     "SessionMetadata",
     "SessionNotFound",
+    "SessionPurged",
     "SessionState",
     "SessionStore",
     "StoreStatistics",

@@ -118,7 +118,7 @@ def save(store: SessionStore, sid: UUID, n: int, title: str = "t") -> int:
     )
     meta = SessionMetadata(id=sid, title=title, created_at=T0, updated_at=T0, last_accessed=T0)
     return store.save_session(
-        sid, meta, ConversationSnapshot(UUID(int=sid.int ^ (1 << 127)), msgs), SessionState()
+        sid, meta, ConversationSnapshot(sid, msgs), SessionState()
     )
 
 

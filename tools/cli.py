@@ -63,7 +63,6 @@ from tools._render import (
     fmt_ns,
     fmt_time,
     history_table,
-    jsonable,
     markdown_transcript,
     print_json,
     progress_bar,
@@ -124,6 +123,21 @@ def _root(args: argparse.Namespace) -> str:
     return os.path.abspath(os.path.expanduser(raw))
 
 
+def _not_a_journal(args: argparse.Namespace, root: str) -> JournalError:
+    """Why ``root`` is no journal, and what to do, for where the path came from."""
+    if not os.path.exists(root):
+        what = f"{root} does not exist, so it is not an agcx journal"
+    elif not os.path.isdir(root):
+        what = f"{root} is not a directory, so not an agcx journal"
+    else:
+        what = f"{root} is not an agcx journal (no MANIFEST)"
+    if args.root:
+        return JournalError(f"{what}: check --root")
+    if os.environ.get("AGCX_ROOT"):
+        return JournalError(f"{what}: check $AGCX_ROOT (or give --root)")
+    return JournalError(f"{what}: give --root or set AGCX_ROOT")
+
+
 def _json(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
 
@@ -132,9 +146,7 @@ def _json(args: argparse.Namespace) -> bool:
 def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[SessionStore]:
     root = _root(args)
     if readonly and not os.path.isfile(os.path.join(root, "MANIFEST")):
-        raise JournalError(
-            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
-        )
+        raise _not_a_journal(args, root)
     store = SessionStore.open(root, readonly=readonly)
     try:
         yield store
@@ -146,9 +158,7 @@ def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[Sessi
 def _journal(args: argparse.Namespace) -> Iterator[Journal]:
     root = _root(args)
     if not os.path.isfile(os.path.join(root, "MANIFEST")):
-        raise JournalError(
-            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
-        )
+        raise _not_a_journal(args, root)
     with Journal.open(root, readonly=True) as j:
         yield j
 
@@ -347,7 +357,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = _out()
     if not metas:
-        out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
+        if seq == 0 and args.at:
+            out.print(f"no sessions at {args.at}: that is before the journal's first event")
+        else:
+            out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
         return EXIT_OK
     title = f"as of seq {seq}" if seq is not None else None
     out.print(sessions_table(metas, title))
@@ -434,8 +447,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "graph threads",
             f"{st.graph_threads:,} (LangGraph), {_plural(st.graph_checkpoints, 'checkpoint')}",
         )
-    g.add_row("oldest", fmt_time(st.oldest_session))
-    g.add_row("newest", fmt_time(st.newest_session))
+    g.add_row("oldest created", fmt_time(st.oldest_session))
+    g.add_row("newest created", fmt_time(st.newest_session))
     g.add_row(
         "journal",
         f"{_plural(st.records, 'event')} (seq up to {st.last_seq}) in "
@@ -445,7 +458,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     g.add_row(
         "bytes",
         f"{fmt_bytes(st.live_bytes)} live (current sessions and checkpoints), "
-        f"{fmt_bytes(st.reclaimable_bytes)} reclaimable by compaction",
+        f"{fmt_bytes(st.reclaimable_bytes)} reclaimable by `agcx compact` (7d retention)",
     )
     g.add_row("horizon", f"seq {st.horizon_seq}" if st.horizon_seq else "none")
     out.print(g)
@@ -562,6 +575,8 @@ def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
 def cmd_log(args: argparse.Namespace) -> int:
     if args.follow and args.until:
         raise UsageError("--follow and --until do not go together (--follow never ends)")
+    if args.follow and not args.since and not args.last:
+        args.last = 10  # as tail -f: the last lines, then what comes (--since for more)
     types = _event_types(args.type)
     from_seq = until_seq = None
     since = until = None
@@ -939,34 +954,51 @@ def _import_codex(args: argparse.Namespace) -> int:
     )
 
 
-def _print_report(report: Any, title: str) -> None:
-    out = _out()
-    g = Table.grid(padding=(0, 2))
-    g.add_column(style="bold")
-    g.add_column()
-    doc = jsonable(report)
-    for k, v in doc.items():
-        if isinstance(v, list):
-            v = ", ".join(str(x) for x in v) or "-"
-        g.add_row(k.replace("_", " "), Text(str(v)))
-    out.print(Text(title, style="bold"))
-    out.print(g)
-
-
 def cmd_compact(args: argparse.Namespace) -> int:
     retain = parse_duration(args.retain)
     with (
         _store(args, readonly=args.dry_run) as store,
         progress_bar("compact", unit_bytes=False),
     ):
-        report = store.compact(retain=retain, dry_run=args.dry_run)
+        report = store.compact(retain=retain, dry_run=args.dry_run, seal=args.seal)
     if _json(args):
         print_json(report)
-    else:
-        _print_report(
-            report, "compaction (dry run: nothing written)" if args.dry_run else "compaction"
-        )
+        return EXIT_OK
+    out = _out()
+    title = "compaction (dry run: nothing written)" if args.dry_run else "compaction"
+    if report.note:
+        out.print(Text(f"{title}: nothing to compact: {report.note}"))
+        return EXIT_OK
+    verb = "would reclaim" if args.dry_run else "reclaimed"
+    g = _grid()
+    g.add_row("segments", f"{report.segments_before} -> {report.segments_after}")
+    g.add_row("events", f"{report.records_before:,} -> {report.records_after:,} (folded)")
+    g.add_row(
+        "bytes",
+        f"{fmt_bytes(report.bytes_before)} -> {fmt_bytes(report.bytes_after)} "
+        f"({verb} {fmt_bytes(report.reclaimed_bytes)})",
+    )
+    g.add_row(
+        "kept",
+        f"{_plural(report.live_sessions, 'live session')}, "
+        f"{_plural(report.live_checkpoints, 'checkpoint')}",
+    )
+    g.add_row(
+        "horizon",
+        f"seq {report.horizon_seq} ({fmt_time(report.horizon_time)}): "
+        "the earliest point `--at` can show",
+    )
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text(title, style="bold"))
+    out.print(g)
     return EXIT_OK
+
+
+def _grid() -> Table:
+    g = Table.grid(padding=(0, 2))
+    g.add_column(style="bold")
+    g.add_column()
+    return g
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -983,8 +1015,35 @@ def cmd_purge(args: argparse.Namespace) -> int:
         report = store.purge(meta.id, actor=actor)
     if _json(args):
         print_json(report)
-    else:
-        _print_report(report, f"purged {meta.title!r}")
+        return EXIT_OK
+    out = _out()
+    g = _grid()
+    g.add_row("session", f"{meta.id} (purge event seq {report.purge_seq})")
+    g.add_row(
+        "removed",
+        f"{_plural(report.records_removed, 'event')}, {fmt_bytes(report.bytes_removed)}"
+        + (
+            f", {report.dictionaries_removed} compression dictionaries trained on it"
+            if report.dictionaries_removed
+            else ""
+        ),
+    )
+    g.add_row("rewritten", _plural(report.segments_rewritten, "segment"))
+    g.add_row(
+        "copies",
+        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
+        "snapshots, rebuilt on the next open; quarantined tails)",
+    )
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text(f"purged {meta.title!r}", style="bold"))
+    out.print(g)
+    out.print(Text(report.note[:1].upper() + report.note[1:] + ".", style="dim"))
+    out.print(
+        Text(
+            "A running agent's next save of this session is refused (SessionPurged).",
+            style="dim",
+        )
+    )
     return EXIT_OK
 
 
@@ -1279,12 +1338,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_compact,
         "fold sealed segments older than --retain into the events that rebuild the same state",
         "Points in time before the new horizon are no longer recoverable.\n\n"
-        "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d",
+        "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d\n"
+        "  agcx compact --seal --retain 0s   # everything, the active segment too",
     )
     sp.add_argument(
         "--retain", metavar="DURATION", default="7d", help="keep this much history (default 7d)"
     )
     sp.add_argument("--dry-run", action="store_true", help="report what would be done")
+    sp.add_argument(
+        "--seal",
+        action="store_true",
+        help="seal the active segment first, so that recent events can be compacted too "
+        "(the active segment is otherwise never compacted)",
+    )
     json_flag(sp)
 
     sp = cmd(
