@@ -104,7 +104,13 @@ if TYPE_CHECKING:
         ReplicaUnavailable,
         replicate,
     )
-    from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
+    from journal._store import (
+        HistoryEntry,
+        PointInTimeView,
+        SessionPage,
+        SessionStore,
+        StoreStatistics,
+    )
 
 # The store stands above the projections, which import the journal core: it is
 # loaded on first use so that ``import projections`` and ``import journal``
@@ -122,6 +128,7 @@ _LAZY = {
     "PointInTimeView": "journal._store",
     "RecoverReport": "journal._recover",
     "SalvageReport": "journal._recover",
+    "SessionPage": "journal._store",
     "SessionStore": "journal._store",
     "StoreStatistics": "journal._store",
     "recover": "journal._recover",
@@ -218,6 +225,7 @@ __all__ = [
     "SalvageReport",
     "SessionMetadata",
     "SessionNotFound",
+    "SessionPage",
     "SessionPurged",
     "SessionState",
     "SessionStore",

@@ -25,10 +25,17 @@ from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
     MessageSnapshot,
+    OperatingMode,
     SessionMetadata,
     SessionState,
 )
-from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
+from journal._store import (
+    HistoryEntry,
+    PointInTimeView,
+    SessionPage,
+    SessionStore,
+    StoreStatistics,
+)
 
 __all__ = ["AsyncPointInTimeView", "AsyncSessionStore"]
 
@@ -53,6 +60,32 @@ class AsyncPointInTimeView:
     async def search_sessions(self, query: str) -> list[SessionMetadata]:
         """Sessions whose title or a tag contains ``query`` (case-insensitive)."""
         return await _run(self.sync.search_sessions, query)
+
+    async def find_sessions(
+        self,
+        *,
+        limit: int | None = None,
+        query: str | None = None,
+        tag: str | None = None,
+        favorites: bool = False,
+        since: datetime | None = None,
+        mode: OperatingMode | None = None,
+        kind: str | None = None,
+        id_prefix: str | None = None,
+    ) -> SessionPage:
+        return await _run(
+            functools.partial(
+                self.sync.find_sessions,
+                limit=limit,
+                query=query,
+                tag=tag,
+                favorites=favorites,
+                since=since,
+                mode=mode,
+                kind=kind,
+                id_prefix=id_prefix,
+            )
+        )
 
     async def session_exists(self, session_id: UUID | str) -> bool:
         """Whether a live session has this id."""

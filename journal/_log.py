@@ -259,6 +259,10 @@ class Journal:
         self._written_seg: Segment | None = None  # the segment of the last group written
         self._tail: tuple[Segment, int, int, int, int] | None = None
         self._leader_active = False
+        # Threads inside ``_submit`` (thread id -> calls), so that ``close`` can
+        # tell a commit in flight in another thread, which it waits for, from
+        # one its own thread left halfway (see ``close``).
+        self._submitters: dict[int, int] = {}
         self._in_commit = False
         self._poisoned: BaseException | None = None
         self._closed = False
@@ -460,14 +464,25 @@ class Journal:
         )
 
     def close(self) -> None:
-        """Wait for commits in flight, then release every file."""
+        """Wait for commits in flight, then release every file.
+
+        A commit left halfway by the closing thread itself (an exception such
+        as ``KeyboardInterrupt`` raised in it between two steps of the commit,
+        as Ctrl-C does) is not waited for: no other thread would finish it.
+        What it wrote is at worst a torn tail, which the next writer cuts.
+        """
+        me = threading.get_ident()
         with self._cv:
-            while self._leader_active:
+            while self._leader_active and self._others_submitting(me):
                 self._cv.wait()
+            abandoned = self._leader_active
             self._closed = True
-        self._drain_syncs()
+        with self._sync_cv:
+            while self._tickets_done != self._tickets_issued and self._others_submitting(me):
+                self._sync_cv.wait()
+            abandoned = abandoned or self._tickets_done != self._tickets_issued
         with self._mutex:
-            if not self.readonly and self._poisoned is None and self._segs:
+            if not self.readonly and self._poisoned is None and self._segs and not abandoned:
                 with contextlib.suppress(OSError, JournalError):
                     self._trim_preallocation()
                 self._save_tail_hint()
@@ -996,7 +1011,25 @@ class Journal:
         with self._mutex:
             self._load_manifest()
 
+    def _others_submitting(self, me: int) -> bool:
+        return any(n for t, n in list(self._submitters.items()) if t != me)
+
     def _submit(self, batch: _Batch) -> list[int]:
+        me = threading.get_ident()
+        with self._cv:
+            self._submitters[me] = self._submitters.get(me, 0) + 1
+        try:
+            return self._submit_counted(batch)
+        finally:
+            with self._cv:
+                self._submitters[me] -= 1
+                if not self._submitters[me]:
+                    del self._submitters[me]
+                self._cv.notify_all()
+            with self._sync_cv:
+                self._sync_cv.notify_all()  # a close() may wait on this thread's work
+
+    def _submit_counted(self, batch: _Batch) -> list[int]:
         # Group commit: the first thread in leads and commits everything queued
         # meanwhile; the others sleep on their batch's own lock. When the
         # leader is done it wakes each batch of its group and hands the lead to
@@ -1640,6 +1673,60 @@ class Journal:
                 raise CorruptJournal(
                     seg.path, stop[0].offset, f"sealed segment damaged: {stop[0].kind}"
                 )
+
+    def scan_reverse(
+        self, *, from_seq: int | None = None, until_seq: int | None = None
+    ) -> Iterator[Record]:
+        """Yield records newest first, from ``until_seq`` (default: the last)
+        down to ``from_seq`` (default: the first), bounds inclusive.
+
+        Reads backwards from the newest segment: each segment's sparse index
+        (one entry per 4 KiB) splits it into windows read forward one at a
+        time, newest window first, so the last N records cost a few KiB read,
+        whatever the journal's size. A sealed segment is indexed whole the
+        first time it is reached (as any read of it does).
+        """
+        try:
+            yield from self._scan_reverse(from_seq, until_seq)
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+
+    def _scan_reverse(self, from_seq: int | None, until_seq: int | None) -> Iterator[Record]:
+        last = self.refresh()
+        if until_seq is not None:
+            last = min(last, until_seq)
+        first = 1 if from_seq is None else max(1, from_seq)
+        segs, infos = self._snapshot()
+        for i in range(len(segs) - 1, -1, -1):
+            seg, info = segs[i], infos[i]
+            if seg.base_seq > last:
+                continue
+            if info.sealed:
+                self._ensure_indexed(i)
+                end = info.length
+            else:
+                end = seg.scanned_to
+            if seg.count == 0 and not info.sealed:
+                continue
+            # Windows [idx_off[k], idx_off[k+1]) from the newest; their records in reverse.
+            offs, seqs, tss = seg.idx_off, seg.idx_seq, seg.idx_ts
+            k = min(len(offs), bisect_right(seqs, last)) - 1
+            while k >= 0:
+                window_end = offs[k + 1] if k + 1 < len(offs) else end
+                stop: list[ScanStop] = []
+                start = (offs[k], seqs[k] - 1, tss[k])
+                window = list(seg.records(start, last, self.max_record_size, window_end, stop))
+                if stop and stop[0].kind != ScanStop.END and info.sealed:
+                    raise CorruptJournal(
+                        seg.path, stop[0].offset, f"sealed segment damaged: {stop[0].kind}"
+                    )
+                for rec in reversed(window):
+                    if rec.seq < first:
+                        return
+                    yield rec
+                k -= 1
+            if seg.base_seq <= first:
+                return
 
     def statistics(self) -> JournalStatistics:
         """Counts and extent of the journal, as of now."""

@@ -25,15 +25,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
 import msgpack
 
-from journal import _compact, _fork
-from journal._codex import CodexImportReport, export_codex_lines, run_codex_import
-from journal._compact import CompactionReport, PurgeReport
+from journal import _fork
 from journal._dictionary import Dictionary, Trainer, blob_reference, dictionary_event
 from journal._errors import (
     CheckpointNotFound,
@@ -49,7 +47,6 @@ from journal._errors import (
 from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
 from journal._format import HEADER_SIZE
 from journal._graph import GRAPH_EVENTS, summarize_graph
-from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, from_ns, to_ns
 from journal._merge import STORE_OWNED, merge_metadata, same
 from journal._model import (
@@ -85,6 +82,13 @@ from projections._graphs import GraphCheckpoints
 from projections._index import SessionIndex
 from projections._runner import ProjectionRunner
 from projections._stats import EventStatistics
+
+# Compaction and the legacy import (and its v2 reader) are loaded when first
+# used: opening a store to read it (`agcx ls`) does not pay for them.
+if TYPE_CHECKING:
+    from journal._codex import CodexImportReport
+    from journal._compact import CompactionReport, PurgeReport
+    from journal._import import ImportReport
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -146,6 +150,15 @@ class StoreStatistics:
     horizon_seq: int
     graph_threads: int = 0
     graph_checkpoints: int = 0
+
+
+@attrs.frozen
+class SessionPage:
+    """One page of :meth:`SessionStore.find_sessions`: the sessions returned
+    (newest first) and how many sessions matched in all."""
+
+    sessions: tuple[SessionMetadata, ...]
+    total: int
 
 
 @attrs.frozen
@@ -526,6 +539,81 @@ class _Queries:
             if not q or q in m.title.lower() or any(q in t.lower() for t in m.tags)
         ]
 
+    def find_sessions(
+        self,
+        *,
+        limit: int | None = None,
+        query: str | None = None,
+        tag: str | None = None,
+        favorites: bool = False,
+        since: datetime | None = None,
+        mode: OperatingMode | None = None,
+        kind: str | None = None,
+        id_prefix: str | None = None,
+    ) -> SessionPage:
+        """The live sessions matching every filter given, most recently accessed
+        first, at most ``limit`` of them, with how many match in all.
+
+        ``query`` as for :meth:`search_sessions`; ``tag``: sessions with this
+        tag; ``favorites``: favorites only; ``since``: accessed at or after this
+        aware time; ``mode``: in this operating mode; ``kind``: sessions tagged
+        ``kind:K`` (what an integration writes, e.g. ``openai-agents``), or with
+        no ``kind:`` tag for ``"session"``; ``id_prefix``: ids whose
+        hex digits start with these (dashes ignored). The filters and the order
+        read the index's stored fields: only the sessions returned are built,
+        so a page of 50 out of 10,000 costs little more than the 50.
+        """
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidArgument(f"limit must be an int >= 0 or None, got {limit!r}")
+        if query is not None and not isinstance(query, str):
+            raise InvalidArgument(f"query must be a string, got {type(query).__name__}")
+        if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+            raise InvalidArgument(f"since must be an aware datetime, got {since!r}")
+        since_wire = None if since is None else datetime_to_wire(since)
+        mode_wire = None if mode is None else OperatingMode(mode).value
+        q = query.lower() if query else None
+        if id_prefix is not None and not isinstance(id_prefix, str):
+            raise InvalidArgument(f"id_prefix must be a string, got {type(id_prefix).__name__}")
+        prefix = id_prefix.lower().replace("-", "") if id_prefix else None
+        self._sync()
+        with self._runner.lock, gc_paused():
+            index = self._index.sessions
+            if prefix is not None:
+                # Ids are the keys: only the sessions they pick are decoded.
+                items: Any = [(sid, index[sid]) for sid in index if sid.hex().startswith(prefix)]
+            else:
+                unpack_all(index)
+                items = index.items()
+            keys: list[tuple[Any, bytes]] = []
+            for sid, w in items:
+                la = w.get("la", 0)
+                if since_wire is not None and not (type(la) is int and la >= since_wire):
+                    continue
+                tags = w.get("tg") or ()
+                if tag is not None and tag not in tags:
+                    continue
+                if favorites and w.get("fv") is not True:
+                    continue
+                if mode_wire is not None and w.get("mo", "plan") != mode_wire:
+                    continue
+                if kind is not None and kind != next(
+                    (t[5:] for t in tags if isinstance(t, str) and t.startswith("kind:")),
+                    "session",
+                ):
+                    continue
+                if q is not None and not (
+                    q in str(w.get("ti", "")).lower() or any(q in str(t).lower() for t in tags)
+                ):
+                    continue
+                keys.append((la, sid))
+            # Stored times are microseconds (ints); anything else sorts as the
+            # metadata would (the decode below raises on it, as list_sessions does).
+            keys.sort(key=lambda k: (k[0] if type(k[0]) is int else 0, k[1]), reverse=True)
+            picked = keys if limit is None else keys[:limit]
+            # The chains of the sessions picked only: each decodes on first use.
+            metas = [self._metadata(sid) for _, sid in picked]
+        return SessionPage(tuple(metas), len(keys))
+
     def session_exists(self, session_id: UUID | str) -> bool:
         """Whether a live session has this id."""
         sid = _sid(session_id)
@@ -843,6 +931,8 @@ class SessionStore(_Queries):
         # the segments old enough to compact (a journal without any answers at
         # once). Its answer depends on those segments only (no record after
         # them can refer to their dictionaries anew): kept until they change.
+        from journal import _compact
+
         j = self._journal
         prefix = _compact.plan_cut(j, DEFAULT_RETAIN)
         if not prefix:
@@ -1440,6 +1530,8 @@ class SessionStore(_Queries):
                 "(or use a dry run)"
             )
         try:
+            from journal import _compact
+
             return _compact.compact(self, retain, dry_run=dry_run, seal=seal)
         except OSError as exc:
             raise JournalError(
@@ -1456,6 +1548,8 @@ class SessionStore(_Queries):
                 f"the store {self.root} was opened read-only; open it writable to purge"
             )
         try:
+            from journal import _compact
+
             return _compact.purge(self, _sid(session_id), actor)
         except OSError as exc:
             raise JournalError(
@@ -1511,6 +1605,8 @@ class SessionStore(_Queries):
         ``progress(done, total)`` is called per file. A file imported once is
         never imported again, even when its session was purged since.
         """
+        from journal._import import run_legacy_import
+
         return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
 
     def import_codex(
@@ -1531,6 +1627,8 @@ class SessionStore(_Queries):
         ``progress(bytes_done, bytes_total)`` is called per file. A session
         deleted, or changed in agcx, since its import takes no new lines.
         """
+        from journal._codex import run_codex_import
+
         return run_codex_import(self, path, dry_run=dry_run, progress=progress)
 
     def export_codex(self, session_id: UUID | str) -> Iterator[bytes]:
@@ -1540,6 +1638,8 @@ class SessionStore(_Queries):
         order; another session a rollout Codex can resume (``session_meta``,
         ``turn_context``, response items, ``user_message``/``agent_message``).
         """
+        from journal._codex import export_codex_lines
+
         return export_codex_lines(self, _sid(session_id))
 
 

@@ -40,8 +40,11 @@ from tools._demo import DemoFacts, fill
 from tools._when import UsageError, parse_duration, parse_when
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-TWIN_A = UUID("aaaa1111-0000-4000-8000-000000000001")
-TWIN_B = UUID("aaaa2222-0000-4000-8000-000000000002")
+# Two ids sharing their first 31 hex digits: no random (uuid4) id of the demo
+# can share that prefix too (odds about 2**-118), so it names exactly these two.
+TWIN_A = UUID("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaa1")
+TWIN_B = UUID("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaa2")
+TWIN_PREFIX = TWIN_A.hex[:31]
 
 
 # -- running agcx -------------------------------------------------------------------------
@@ -174,7 +177,8 @@ def test_usage_errors_exit_2_with_one_line(demo: Demo) -> None:
     fails(agcx("ls", "--at", "2024-05-01T10:42:00", root=demo.root), 2, "no zone", "Z")
     fails(agcx("ls", "--at", "yesterday-ish", root=demo.root), 2, "bad time")
     fails(agcx("ls", "--at", "seq:100000", root=demo.root), 2, "future")
-    fails(agcx("show", "aaaa", root=demo.root), 2, "matches 2 sessions")
+    assert TWIN_B.hex.startswith(TWIN_PREFIX)
+    fails(agcx("show", TWIN_PREFIX, root=demo.root), 2, "matches 2 sessions")
     fails(agcx("show", "ffffffff", root=demo.root), 2, "no session")
     fails(agcx("log", "--type", "Nope", root=demo.root), 2, "unknown event type")
 
@@ -352,17 +356,57 @@ def test_log_follow_prints_events_as_they_land(tmp_path: Path) -> None:
     ]
 
 
+def _sigint_default() -> None:
+    # The suite may run with SIGINT ignored (started as `pytest &` by a script,
+    # or under nohup), and a child inherits that: a user's agcx in a terminal
+    # starts with SIGINT at its default, so the child is started that way.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_log_follow_stops_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
     root = tmp_path / "j"
     with Journal.open(root, durability="none") as j:
         j.append(EventType.SESSION_TOUCHED, {"v": 1, "at": 0})
-    cmd = [PYTHON, "-m", "tools.cli", "--root", str(root), "log", "--follow", "--timeout", "30"]
-    child = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    cmd = [PYTHON, "-m", "tools.cli", "--root", str(root), "log", "--follow", "--timeout", "60"]
+    child = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True, preexec_fn=_sigint_default
+    )
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
         assert "SessionTouched" in first
         child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0
+
+
+def test_log_follow_started_with_sigint_ignored_keeps_going_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    # `agcx log --follow &` from a script: the shell starts it with SIGINT
+    # ignored so that the Ctrl-C meant for the foreground leaves it running.
+    root = tmp_path / "j"
+    with Journal.open(root, durability="none") as j:
+        j.append(EventType.SESSION_TOUCHED, {"v": 1, "at": 0})
+    cmd = [PYTHON, "-m", "tools.cli", "--root", str(root), "log", "--follow", "--timeout", "60"]
+    child = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert child.stdout is not None
+        assert "SessionTouched" in child.stdout.readline()
+        child.send_signal(signal.SIGINT)
+        with Journal.open(root, durability="none") as j:
+            j.append(EventType.TAGS_CHANGED, {"v": 1, "add": ["after"], "rm": []})
+        assert "tags +after" in child.stdout.readline()  # still following
+        child.send_signal(signal.SIGTERM)
         child.wait(timeout=30)
     finally:
         child.kill()

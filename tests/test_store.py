@@ -144,6 +144,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "SalvageReport",
         "SessionMetadata",
         "SessionNotFound",
+        "SessionPage",
         "SessionPurged",
         "SessionState",
         "SessionStore",

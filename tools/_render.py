@@ -1,23 +1,18 @@
-"""How the command line shows things: JSON documents, tables, transcripts.
-
-JSON output uses stable keys (the attrs field names of the model and report
-classes) and plain types: ids as strings, times as RFC 3339 strings, response
-items as Responses-API JSON (:func:`journal.item_to_json`).
+"""How the command line shows things with rich: tables that fit one screen,
+transcripts, progress bars. Plain lines and JSON are in :mod:`tools._lines`
+(re-exported here), which imports no rich.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
+import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, TextIO
-from uuid import UUID
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-import attrs
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -42,9 +37,17 @@ from journal import (
     SessionState,
     UnknownItem,
     item_from_json,
-    item_to_json,
 )
-from journal._log import from_ns
+from tools._lines import (
+    event_row,
+    fmt_bytes,
+    fmt_ns,
+    fmt_short,
+    fmt_time,
+    jsonable,
+    print_json,
+    short_id,
+)
 
 __all__ = [
     "event_row",
@@ -58,86 +61,12 @@ __all__ = [
     "print_json",
     "progress_bar",
     "render_conversation",
+    "render_messages",
     "sessions_table",
     "short_id",
 ]
 
-_ITEMS = (Message, Reasoning, LocalShellCall, FunctionCall, FunctionCallOutput, UnknownItem)
-_TOOL_OUTPUT_LINES = 16
-
-
-# -- JSON ---------------------------------------------------------------------------------
-
-
-def jsonable(v: Any) -> Any:
-    """``v`` as plain JSON data (stable keys: attrs field names)."""
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, _ITEMS):
-        return item_to_json(v)
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, timedelta):
-        return v.total_seconds()
-    if isinstance(v, UUID):
-        return str(v)
-    if isinstance(v, enum.Enum):
-        return jsonable(v.value)
-    if isinstance(v, bytes | bytearray | memoryview):
-        return bytes(v).hex()
-    to_json = getattr(v, "to_json", None)
-    if callable(to_json):
-        return jsonable(to_json())
-    if attrs.has(type(v)):
-        return {f.name: jsonable(getattr(v, f.name)) for f in attrs.fields(type(v))}
-    if isinstance(v, Mapping):
-        return {str(jsonable(k)): jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [jsonable(x) for x in v]
-    return str(v)
-
-
-def print_json(doc: Any, out: TextIO | None = None) -> None:
-    """Write one JSON document (indented) to stdout."""
-    stream = out or sys.stdout
-    stream.write(json.dumps(jsonable(doc), indent=2, ensure_ascii=False) + "\n")
-    stream.flush()
-
-
-# -- small formats ------------------------------------------------------------------------
-
-
-def fmt_time(dt: datetime | None, *, seconds: bool = True) -> str:
-    """A time in the local zone, with its offset (copy-pasteable as a WHEN)."""
-    if dt is None:
-        return "-"
-    local = dt.astimezone()
-    return local.isoformat(timespec="seconds" if seconds else "minutes")
-
-
-def fmt_short(dt: datetime | None, *, seconds: bool = True) -> str:
-    """A time in the local zone for a table cell: ``2024-05-01 10:42:07``."""
-    if dt is None:
-        return "-"
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-
-
-def fmt_ns(ns: int) -> str:
-    return fmt_time(from_ns(ns)) if ns else "-"
-
-
-def fmt_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def short_id(sid: UUID | None) -> str:
-    """The first 8 hex digits of an id (what `show`, `log --session` accept)."""
-    return "-" if sid is None else sid.hex[:8]
+_TOOL_OUTPUT_LINES = 12
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -175,10 +104,6 @@ def sessions_table(metas: Sequence[SessionMetadata], title: str | None = None) -
             fmt_short(m.last_accessed, seconds=False),
         )
     return t
-
-
-def event_row(e: HistoryEntry) -> tuple[str, str, str, str, str]:
-    return (str(e.seq), fmt_short(e.ts), e.event, short_id(e.session_id), e.summary)
 
 
 def history_table(entries: Sequence[HistoryEntry], title: str | None = None) -> Table:
@@ -233,8 +158,12 @@ def _clip(text: str, full: bool) -> str:
     lines = text.splitlines()
     if full or len(lines) <= _TOOL_OUTPUT_LINES:
         return text
-    kept = [*lines[: _TOOL_OUTPUT_LINES - 2], "…", lines[-1]]
-    return "\n".join(kept) + f"\n[{len(lines) - _TOOL_OUTPUT_LINES + 1} lines not shown]"
+    # The head says what ran, the tail how it ended (a test summary, an error).
+    head, tail = _TOOL_OUTPUT_LINES // 2 - 1, _TOOL_OUTPUT_LINES // 2
+    hidden = len(lines) - head - tail
+    return "\n".join(
+        [*lines[:head], f"… {hidden} lines folded (--full shows them) …", *lines[-tail:]]
+    )
 
 
 def _tool_output(output: str) -> str:
@@ -253,17 +182,26 @@ def _code(text: str) -> Text:
     return Text(text.rstrip("\n"), no_wrap=True, overflow="ellipsis")
 
 
+# Text that uses Markdown: code, emphasis, headings, quotes, links, tables, lists.
+_MARKDOWN = re.compile(r"[`*_#>|]|\[.*\]\(|^\s*(?:[-+]|\d+\.)\s", re.MULTILINE)
+
 _ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
 def render_conversation(conv: ConversationSnapshot, *, full: bool = False) -> RenderableType:
     """A conversation as readable blocks: roles, reasoning, tool calls and their output."""
-    blocks: list[RenderableType] = []
-    for m in conv.messages:
-        blocks.append(_render_message(m, full))
-    if not blocks:
-        blocks.append(Text("(no messages)", style="dim"))
-    return Group(*blocks)
+    return Group(*render_messages(conv.messages, full=full))
+
+
+def render_messages(
+    messages: Sequence[MessageSnapshot], *, full: bool = False
+) -> Iterator[RenderableType]:
+    """The messages as readable blocks, one at a time (printed as they come, the
+    first screen of a long session is out before the rest is formatted)."""
+    if not messages:
+        yield Text("(no messages)", style="dim")
+    for m in messages:
+        yield _render_message(m, full)
 
 
 def _heading(label: str, style: str, m: MessageSnapshot) -> Text:
@@ -297,8 +235,9 @@ def _render_message(m: MessageSnapshot, full: bool) -> RenderableType:
         body = _text_of(item.content)
         style = _ROLE_STYLE.get(item.role, "bold")
         text: RenderableType = Text(body)
-        if item.role == "assistant":
-            from rich.markdown import Markdown  # imported when needed: it is slow to import
+        if item.role == "assistant" and _MARKDOWN.search(body):
+            # Imported when a message uses Markdown: it is slow to import.
+            from rich.markdown import Markdown
 
             text = Markdown(body)
         return Group(_heading(item.role, style, m), text, Text(""))

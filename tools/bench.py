@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--replica-mb", type=int, default=0, metavar="N",
         help="also time recover --from of a replica grown to about N MB",
     )
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="time the agcx commands on 10,000 sessions and 1,000,000 events instead "
+        "(journals built once and kept under --dir/agcx-bench-cli)",
+    )
     parser.add_argument("--rss-child", nargs=2, metavar=("STORE", "ROOT"), help=argparse.SUPPRESS)
 
 
@@ -92,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         from tools._bench_replicate import run_replication_bench
 
         return run_replication_bench(args)
+    if getattr(args, "cli", False):
+        from tools._bench_cli import run_cli_bench
+
+        return run_cli_bench(args)
     from tools._bench_driver import run_bench
 
     return run_bench(args)

@@ -8,74 +8,43 @@ agents' commits through the journal's commit lock.
 Exit codes: 0 ok; 1 a problem was found (damage, a replay mismatch, files an
 import could not read, skipped bytes in a salvage) or the journal refused
 (corrupt, busy, not a journal); 2 the command line is wrong (bad option, bad
-WHEN, a SESSION that names no session or several, a point before the horizon).
+WHEN, a SESSION that names no session or several, a point before the horizon);
+130 interrupted by Ctrl-C (143 by SIGTERM). A closed pager or reader (`agcx log |
+head`) ends the command quietly with 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
-import json
 import os
-import signal
-import socket
 import sys
-import tempfile
 import textwrap
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from journal import (
-    CheckpointMetadata,
-    CheckpointNotFound,
-    Durability,
-    HistoryEntry,
-    HorizonError,
-    InvalidArgument,
-    Journal,
-    JournalError,
-    PointInTimeView,
-    SessionMetadata,
-    SessionNotFound,
-    SessionStore,
-    recover,
-    salvage,
-)
-from journal._codex import default_codex_home, export_codex_lines
-from journal._events import EVENT_NAMES, event_type_from_name
-from journal._log import from_ns
-from journal._store import history_entry, resolve_point
-from projections import ProjectionRunner
 from tools import bench
-from tools._demo import fill
-from tools._render import (
-    event_row,
-    fmt_bytes,
-    fmt_ns,
-    fmt_time,
-    history_table,
-    markdown_transcript,
-    print_json,
-    progress_bar,
-    render_conversation,
-    sessions_table,
-    short_id,
-)
-from tools._replay import fresh_projections, replay
-from tools._verify import VerifyReport, verify
 from tools._when import UsageError, parse_duration, parse_when, when_help
 
+# Every command imports what it uses when it runs (the store, rich, the bench, the
+# legacy reader): `agcx --help` starts as fast as the interpreter does.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from journal import (
+        CheckpointMetadata,
+        HistoryEntry,
+        Journal,
+        JournalError,
+        PointInTimeView,
+        SessionMetadata,
+        SessionStore,
+    )
     from journal._replicate import ReplicationStatistics, Replicator
+    from tools._pager import Output
+    from tools._verify import VerifyReport
 
 __all__ = ["main"]
 
@@ -86,6 +55,7 @@ _FOLLOW_POLL = 0.2
 _EPILOG = f"""\
 examples:
   agcx demo                              fill a temporary journal and tour it
+  agcx ls                                the newest 50 sessions (-n N, --all for more)
   agcx ls --tag bug                      sessions tagged "bug"
   agcx show 3fa2                         a session by id prefix: metadata and conversation
   agcx log --session 3fa2 --since "2h ago"
@@ -95,12 +65,16 @@ examples:
   agcx recover --at seq:1200 --out ~/restored
   agcx recover --salvage --out ~/salvaged
   agcx --json stats                      (or: agcx stats --json)
+  source <(agcx completion bash)         Tab-complete commands, options, session ids
 
 {textwrap.fill(when_help + ".", 88)}
 
 The journal is --root, else $AGCX_ROOT, else {DEFAULT_ROOT}.
 Tables show local times; --json prints one JSON document on stdout (log --follow:
-one per line) with times in RFC 3339.
+one per line) with times in RFC 3339. On a terminal, long output goes through
+$AGCX_PAGER, else $PAGER, else `less -FRX` (--no-pager: never).
+Ctrl-C stops any command: exit code 130, one line on stderr; nothing is left
+half-written (see recover, import and compact --help for what each leaves).
 
 exit codes:
   0  ok
@@ -108,14 +82,25 @@ exit codes:
      bytes skipped by a salvage) or the journal refused (corrupt, busy, not a journal)
   2  the command line is wrong: a bad option, a bad WHEN (no zone, in the future,
      before the compaction horizon), a SESSION prefix that names no session or several
+  130  interrupted by Ctrl-C (143: by SIGTERM); `log --follow` ends with 0
 """
 
 
 # -- plumbing -----------------------------------------------------------------------------
 
 
-def _out() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+def _out(file: Any = None) -> Console:
+    """A rich console on ``file`` (default stdout) for the short, one-screen views."""
+    from rich.console import Console
+
+    return Console(file=file, highlight=False, soft_wrap=False)
+
+
+def _paged(args: argparse.Namespace) -> contextlib.AbstractContextManager[Output]:
+    """Where a command writes: through the pager on a terminal (see tools/_pager.py)."""
+    from tools._pager import paged
+
+    return paged(enabled=not getattr(args, "no_pager", False))
 
 
 def _root(args: argparse.Namespace) -> str:
@@ -125,6 +110,8 @@ def _root(args: argparse.Namespace) -> str:
 
 def _not_a_journal(args: argparse.Namespace, root: str) -> JournalError:
     """Why ``root`` is no journal, and what to do, for where the path came from."""
+    from journal import JournalError
+
     if not os.path.exists(root):
         what = f"{root} does not exist, so it is not an agcx journal"
     elif not os.path.isdir(root):
@@ -144,6 +131,8 @@ def _json(args: argparse.Namespace) -> bool:
 
 @contextlib.contextmanager
 def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[SessionStore]:
+    from journal import SessionStore
+
     root = _root(args)
     if readonly and not os.path.isfile(os.path.join(root, "MANIFEST")):
         raise _not_a_journal(args, root)
@@ -156,6 +145,8 @@ def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[Sessi
 
 @contextlib.contextmanager
 def _journal(args: argparse.Namespace) -> Iterator[Journal]:
+    from journal import Journal
+
     root = _root(args)
     if not os.path.isfile(os.path.join(root, "MANIFEST")):
         raise _not_a_journal(args, root)
@@ -170,6 +161,8 @@ def _view(store: SessionStore, when: str | None) -> SessionStore | PointInTimeVi
 
 
 def _seq_of(q: SessionStore | PointInTimeView) -> int | None:
+    from journal import PointInTimeView
+
     return q.seq if isinstance(q, PointInTimeView) else None
 
 
@@ -180,19 +173,21 @@ def _resolve_session(
     prefix = text.strip().lower().replace("-", "")
     if not prefix or any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 32:
         raise UsageError(f"SESSION {text!r} is not a session id or a prefix of one (hex digits)")
-    matches = [m for m in q.list_sessions() if m.id.hex.startswith(prefix)]
+    page = q.find_sessions(id_prefix=prefix, limit=5)
     where = " at that point" if at else ""
-    if not matches:
+    if not page.total:
         raise UsageError(f"no session{where} has an id starting with {text!r} (see `agcx ls`)")
-    if len(matches) > 1:
-        ids = ", ".join(m.id.hex[:12] for m in matches[:5])
+    if page.total > 1:
+        ids = ", ".join(m.id.hex[:12] for m in page.sessions)
         raise UsageError(
-            f"{text!r} matches {len(matches)} sessions{where} ({ids}): give more characters"
+            f"{text!r} matches {page.total} sessions{where} ({ids}): give more characters"
         )
-    return matches[0]
+    return page.sessions[0]
 
 
 def _resolve_checkpoint(meta: SessionMetadata, text: str) -> CheckpointMetadata:
+    from tools._render import short_id
+
     prefix = text.strip().lower().replace("-", "")
     matches = [c for c in meta.checkpoints if c.id.hex.startswith(prefix)] if prefix else []
     if not matches:
@@ -214,6 +209,9 @@ def _resolve_checkpoint(meta: SessionMetadata, text: str) -> CheckpointMetadata:
 
 def _projection_state(j: Journal) -> dict[str, Any]:
     """Whether the projection snapshots exist and how far behind the log they are."""
+    from projections import ProjectionRunner
+    from tools._replay import fresh_projections
+
     snap_dir = os.path.join(j.root, "projections")
     files: dict[str, int | None] = {}
     for p in fresh_projections():
@@ -232,6 +230,11 @@ def _projection_state(j: Journal) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from rich import box
+    from rich.table import Table
+
+    from tools._lines import fmt_bytes, fmt_ns, print_json
+
     with _journal(args) as j:
         st = j.statistics()
         m = j.manifest
@@ -329,42 +332,93 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _iso(ns: int) -> str | None:
+    from journal._log import from_ns
+
     return from_ns(ns).isoformat() if ns else None
 
 
 # -- ls, show, stats, export --------------------------------------------------------------
 
 
-def session_kind(meta: SessionMetadata) -> str:
-    """A session's kind: ``K`` of its tag ``kind:K`` (sessions an integration
-    writes carry one, e.g. ``kind:openai-agents``), else ``session``."""
-    return next((t[5:] for t in meta.tags if t.startswith("kind:")), "session")
+_MODES = ("plan", "build", "review")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from tools._lines import session_lines, stream_json_list
+
+    since = None
+    if args.since is not None:
+        w = parse_when(args.since)
+        if isinstance(w, int):
+            raise UsageError("ls --since takes a time (e.g. '2d ago'), not seq:N")
+        since = w
+    if args.mode is not None and args.mode not in _MODES:
+        raise UsageError(f"--mode {args.mode!r}: use one of {', '.join(_MODES)}")
+    limit = None if args.all else args.n
     with _store(args) as store:
         q = _view(store, args.at)
-        metas = q.search_sessions(args.search) if args.search else q.list_sessions()
-        if args.tag:
-            metas = [m for m in metas if args.tag in m.tags]
-        if args.favorites:
-            metas = [m for m in metas if m.is_favorite]
-        if args.kind:
-            metas = [m for m in metas if session_kind(m) == args.kind]
+        page = q.find_sessions(
+            limit=limit,
+            query=args.search,
+            tag=args.tag,
+            favorites=args.favorites,
+            since=since,
+            mode=None if args.mode is None else _mode(args.mode),
+            kind=args.kind,
+        )
         seq = _seq_of(q)
-    if _json(args):
-        print_json({"at_seq": seq, "sessions": metas})
-        return EXIT_OK
-    out = _out()
-    if not metas:
-        if seq == 0 and args.at:
-            out.print(f"no sessions at {args.at}: that is before the journal's first event")
+    metas, total = page.sessions, page.total
+    with _paged(args) as out:
+        if _json(args):
+            head = {"at_seq": seq, "total": total, "shown": len(metas)}
+            stream_json_list(out, head, "sessions", metas)
+            return EXIT_OK
+        if not metas:
+            if seq == 0 and args.at:
+                out.write(f"no sessions at {args.at}: that is before the journal's first event\n")
+            else:
+                out.write("no sessions" + (f" at seq {seq}" if seq is not None else "") + "\n")
+            return EXIT_OK
+        title = f"as of seq {seq}" if seq is not None else None
+        if _fits_screen(len(metas) + 4):
+            from tools._render import sessions_table
+
+            _out(out).print(sessions_table(metas, title))
         else:
-            out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
-        return EXIT_OK
-    title = f"as of seq {seq}" if seq is not None else None
-    out.print(sessions_table(metas, title))
+            if title:
+                out.write(title + "\n")
+            session_lines(out, metas, width=_line_width())
+        if total > len(metas):
+            more = total - len(metas)
+            out.write(
+                f"… {more:,} more (newest {len(metas):,} of {total:,} shown): "
+                "-n N shows N, --all shows every one\n"
+            )
     return EXIT_OK
+
+
+def _mode(value: str) -> Any:
+    from journal import OperatingMode
+
+    return OperatingMode(value)
+
+
+def _fits_screen(lines: int) -> bool:
+    """Whether ``lines`` fit on the terminal stdout is (never when it is not one)."""
+    if not sys.stdout.isatty():
+        return False
+    import shutil
+
+    return lines <= shutil.get_terminal_size().lines - 1
+
+
+def _line_width() -> int | None:
+    """Where plain lines are cut: the terminal's width, or nowhere when piped."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -378,21 +432,57 @@ def cmd_show(args: argparse.Namespace) -> int:
             checkpoint = _resolve_checkpoint(meta, args.checkpoint)
             conv, state = q.load_checkpoint(meta.id, checkpoint.id)
         seq = _seq_of(q)
+    messages = conv.messages if args.last is None else conv.messages[-args.last :]
     if _json(args):
-        print_json(
+        from tools._lines import jsonable, print_json
+
+        forked = (
+            None
+            if origin is None
+            else {"session": str(origin[0]), "at_message": origin[1], "seq": origin[2]}
+        )
+        doc = jsonable(
             {
                 "at_seq": seq,
                 "metadata": meta,
-                "forked_from": None
-                if origin is None
-                else {"session": str(origin[0]), "at_message": origin[1], "seq": origin[2]},
+                "forked_from": forked,
                 "checkpoint": checkpoint,
                 "conversation": conv,
-                "state": state,
             }
         )
+        if args.last is not None:
+            doc["conversation"]["messages"] = doc["conversation"]["messages"][-args.last :]
+        doc["state"] = jsonable(state)
+        with _paged(args) as out:
+            print_json(doc, out)
         return EXIT_OK
-    out = _out()
+    from tools._render import render_messages
+
+    with _paged(args) as stream:
+        console = _out(stream)
+        _show_head(console, meta, seq, origin)
+        title = (
+            f"checkpoint {checkpoint.id.hex[:8]} {checkpoint.name}"
+            if checkpoint
+            else "conversation"
+        )
+        skipped = len(conv.messages) - len(messages) if args.last is not None else 0
+        if skipped:
+            title += f" (last {len(messages)} of {len(conv.messages)} messages)"
+        console.rule(title)
+        for block in render_messages(messages, full=args.full):
+            console.print(block)
+    return EXIT_OK
+
+
+def _show_head(
+    out: Console, meta: SessionMetadata, seq: int | None, origin: tuple[Any, int, int] | None
+) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from tools._lines import fmt_bytes, fmt_time
+
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -421,14 +511,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"at message {c.message_index}",
         )
     out.print(head)
-    out.rule(
-        f"checkpoint {checkpoint.id.hex[:8]} {checkpoint.name}" if checkpoint else "conversation"
-    )
-    out.print(render_conversation(conv, full=args.full))
-    return EXIT_OK
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from rich import box
+    from rich.table import Table
+
+    from tools._lines import fmt_bytes, fmt_time, print_json
+
     with _store(args) as store:
         st = store.statistics()
     if _json(args):
@@ -473,6 +563,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from tools._lines import print_json
+    from tools._render import markdown_transcript
+
     if args.format == "codex":
         return _export_codex(args)
     if args.output:
@@ -491,6 +584,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_codex(args: argparse.Namespace) -> int:
     """Write the session as a Codex rollout: to ``-o FILE`` (atomically), else stdout."""
+    import tempfile
+
+    from journal._codex import export_codex_lines
+
     with _store(args) as store:
         q = _view(store, args.at)
         found = _resolve_session(q, args.session, at=args.at is not None)
@@ -519,6 +616,8 @@ def _export_codex(args: argparse.Namespace) -> int:
 
 
 def _event_types(text: str | None) -> set[int] | None:
+    from journal._events import event_type_from_name
+
     if not text:
         return None
     out = set()
@@ -530,8 +629,15 @@ def _event_types(text: str | None) -> set[int] | None:
     return out
 
 
-def _log_session(j: Journal, text: str | None) -> bytes | None:
-    """The session a --session names: a full id, or a prefix of one seen in the log."""
+def _log_session(args: argparse.Namespace, j: Journal, text: str | None) -> bytes | None:
+    """The session a --session names: a full id, or a prefix of one.
+
+    A prefix is looked up among the live sessions first (the index answers
+    without reading the log); one no live session has is looked up among every
+    session the log has seen (deleted and purged ones too).
+    """
+    from uuid import UUID
+
     if text is None:
         return None
     prefix = text.strip().lower().replace("-", "")
@@ -542,6 +648,12 @@ def _log_session(j: Journal, text: str | None) -> bytes | None:
             pass
     if not prefix or any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 32:
         raise UsageError(f"--session {text!r} is not a session id or a prefix of one (hex digits)")
+    with _store(args) as store:
+        live = store.find_sessions(id_prefix=prefix, limit=1)
+    if live.total == 1:
+        return live.sessions[0].id.bytes
+    if live.total > 1:
+        raise UsageError(f"{text!r} matches {live.total} sessions: give more characters")
     seen = {rec.session for rec in j.scan() if rec.session_id is not None}
     matches = [s for s in seen if s.hex().startswith(prefix)]
     if not matches:
@@ -551,11 +663,6 @@ def _log_session(j: Journal, text: str | None) -> bytes | None:
             f"{text!r} matches {len(matches)} sessions in the log: give more characters"
         )
     return matches[0]
-
-
-def _entry(j: Journal, rec: Any) -> tuple[HistoryEntry, str | None]:
-    entry = history_entry(j, rec)
-    return entry, entry.actor
 
 
 def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
@@ -572,6 +679,58 @@ def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
     }
 
 
+class _LogFormat:
+    """Records as audit lines (or JSON lines), with the per-line work cached:
+    one local-time string per second, one short id per session, one name per
+    event type; nothing is built per line beyond the summary and the line."""
+
+    def __init__(self, j: Journal, as_json: bool) -> None:
+        from journal._events import event_name, upcast
+        from journal._store import history_entry, summarize
+
+        self._j = j
+        self._entry = history_entry
+        self._summarize = summarize
+        self._upcast = upcast
+        self._event_name = event_name
+        self._json = as_json
+        self._times: dict[int, str] = {}
+        self._ids: dict[bytes, str] = {}
+        self._names: dict[int, str] = {}
+
+    def _when(self, ts_ns: int) -> str:
+        sec = ts_ns // 1_000_000_000
+        text = self._times.get(sec)
+        if text is None:
+            if len(self._times) > 4096:
+                self._times.clear()
+            text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
+            self._times[sec] = text
+        return text
+
+    def line(self, rec: Any) -> str:
+        from tools._lines import event_line
+
+        if self._json:
+            import json
+
+            e = self._entry(self._j, rec)
+            return json.dumps(_entry_json(rec, e, e.actor), ensure_ascii=False)
+        t = rec.event_type
+        try:
+            summary = self._summarize(t, self._upcast(t, self._j.decode(rec)))
+        except Exception as exc:  # an audit listing shows damage instead of stopping
+            summary = f"undecodable: {exc}"
+        name = self._names.get(t)
+        if name is None:
+            name = self._names[t] = self._event_name(t)
+        sid = self._ids.get(rec.session)
+        if sid is None:
+            sid = "-" if rec.session_id is None else rec.session.hex()[:8]
+            self._ids[rec.session] = sid
+        return event_line(rec.seq, self._when(rec.ts_ns), name, sid, summary)
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     if args.follow and args.until:
         raise UsageError("--follow and --until do not go together (--follow never ends)")
@@ -579,22 +738,22 @@ def cmd_log(args: argparse.Namespace) -> int:
         args.last = 10  # as tail -f: the last lines, then what comes (--since for more)
     types = _event_types(args.type)
     from_seq = until_seq = None
-    since = until = None
+    since_ns = until_ns = None
     if args.since:
         w = parse_when(args.since)
         if isinstance(w, int):
             from_seq = w + 1
         else:
-            since = w
+            since_ns = _to_ns(w)
     if args.until:
         w = parse_when(args.until)
         if isinstance(w, int):
             until_seq = w
         else:
-            until = w
+            until_ns = _to_ns(w)
     as_json = _json(args)
     with _journal(args) as j:
-        session = _log_session(j, args.session)
+        session = _log_session(args, j, args.session)
 
         def matches(rec: Any) -> bool:
             # Header fields only: nothing is decoded for events filtered out.
@@ -602,50 +761,105 @@ def cmd_log(args: argparse.Namespace) -> int:
                 return False
             return types is None or rec.event_type in types
 
-        rows: Iterator[Any] = (
-            r
-            for r in j.scan(from_seq=from_seq, until_seq=until_seq, since=since, until=until)
-            if matches(r)
-        )
+        fmt = _LogFormat(j, as_json)
         last_seq = j.last_seq
-        picked: Sequence[Any] = deque(rows, maxlen=args.last) if args.last else list(rows)
-        if picked:
-            last_seq = max(last_seq, picked[-1].seq)
-        entries = [(rec, *_entry(j, rec)) for rec in picked]
-        if not args.follow:
-            if as_json:
-                print_json({"events": [_entry_json(r, e, a) for r, e, a in entries]})
-            elif entries:
-                _out().print(history_table([e for _, e, _ in entries]))
-            else:
-                _out().print("no events")
-            return EXIT_OK
-        return _follow(j, entries, last_seq, matches, as_json, args.max_events, args.timeout)
+        if args.last:
+            picked = _last_records(j, args.last, matches, from_seq, until_seq, since_ns, until_ns)
+            rows: Iterator[Any] = iter(picked)
+            if picked:
+                last_seq = max(last_seq, picked[-1].seq)
+        else:
+            rows = (
+                r
+                for r in j.scan(
+                    from_seq=from_seq, until_seq=until_seq, since=since_ns, until=until_ns
+                )
+                if matches(r)
+            )
+        if args.follow:
+            return _follow(j, fmt, list(rows), last_seq, matches, args.max_events, args.timeout)
+        with _paged(args) as out:
+            _write_log(out, fmt, rows, as_json)
+        return EXIT_OK
+
+
+def _to_ns(when: Any) -> int:
+    from journal._log import to_ns
+
+    return to_ns(when)
+
+
+def _last_records(
+    j: Journal,
+    n: int,
+    matches: Callable[[Any], bool],
+    from_seq: int | None,
+    until_seq: int | None,
+    since_ns: int | None,
+    until_ns: int | None,
+) -> list[Any]:
+    """The last ``n`` matching records, oldest first, read from the newest back."""
+    picked: list[Any] = []
+    for rec in j.scan_reverse(from_seq=from_seq, until_seq=until_seq):
+        if since_ns is not None and rec.ts_ns < since_ns:
+            break
+        if until_ns is not None and rec.ts_ns > until_ns:
+            continue
+        if matches(rec):
+            picked.append(rec)
+            if len(picked) >= n:
+                break
+    picked.reverse()
+    return picked
+
+
+def _write_log(out: Output, fmt: _LogFormat, rows: Iterator[Any], as_json: bool) -> None:
+    """Stream the lines (JSON: one document, one event per line), a chunk at a time."""
+    line = fmt.line
+    if as_json:
+        out.write('{"events": [')
+    sep = "\n"
+    buf: list[str] = []
+    n = 0
+    for rec in rows:
+        buf.append(sep + line(rec) if as_json else line(rec) + "\n")
+        if as_json:
+            sep = ",\n"
+        n += 1
+        if len(buf) >= 256:
+            out.write("".join(buf))
+            buf = []
+    if as_json:
+        buf.append("\n]}\n" if n else "]}\n")
+    elif not n:
+        buf.append("no events\n")
+    out.write("".join(buf))
+    out.flush()
 
 
 def _follow(
     j: Journal,
-    entries: list[tuple[Any, HistoryEntry, str | None]],
+    fmt: _LogFormat,
+    first: list[Any],
     last_seq: int,
     matches: Callable[[Any], bool],
-    as_json: bool,
     max_events: int | None,
     timeout: float | None,
 ) -> int:
-    """Print events as they land until interrupted (or the testing limits are hit)."""
+    """Print events as they land until interrupted (or the testing limits are hit).
 
-    def emit(rec: Any, e: HistoryEntry, actor: str | None) -> None:
-        if as_json:
-            sys.stdout.write(json.dumps(_entry_json(rec, e, actor), ensure_ascii=False) + "\n")
-        else:
-            seq, ts, event, session, summary = event_row(e)
-            sys.stdout.write(f"{seq:>6}  {ts}  {event:<18} {session:<8}  {summary}\n")
+    Ctrl-C (or SIGTERM) is how a follow ends: exit code 0.
+    """
+    from tools._interrupt import Terminated
+
+    def emit(rec: Any) -> None:
+        sys.stdout.write(fmt.line(rec) + "\n")
         sys.stdout.flush()
 
     seen = 0
     try:
-        for rec, e, actor in entries:
-            emit(rec, e, actor)
+        for rec in first:
+            emit(rec)
             seen += 1
         if max_events is not None and seen >= max_events:
             return EXIT_OK
@@ -655,14 +869,14 @@ def _follow(
                 last_seq = rec.seq
                 if not matches(rec):
                     continue
-                emit(rec, *_entry(j, rec))
+                emit(rec)
                 seen += 1
                 if max_events is not None and seen >= max_events:
                     return EXIT_OK
             if deadline is not None and time.monotonic() >= deadline:
                 return EXIT_OK
             time.sleep(_FOLLOW_POLL)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         return EXIT_OK
 
 
@@ -670,6 +884,8 @@ def _follow(
 
 
 def _verify_lines(report: VerifyReport) -> list[str]:
+    from tools._lines import fmt_bytes
+
     seqs = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
     lines = [
         f"read {_plural(report.segments, 'segment')}: {_plural(report.records, 'record')}, "
@@ -701,6 +917,10 @@ def _plural(n: int, word: str) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.replica:
         return _verify_replica(args)
+    from tools._lines import print_json
+    from tools._render import progress_bar
+    from tools._verify import verify
+
     root = _root(args)
     with progress_bar("verify") as bar:
         report = verify(root, progress=bar)
@@ -712,6 +932,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from journal._store import resolve_point
+    from tools._lines import print_json
+    from tools._render import progress_bar
+    from tools._replay import replay
+
     with _journal(args) as j:
         until = resolve_point(j, parse_when(args.until)) if args.until else j.last_seq
         with progress_bar("replay", unit_bytes=False) as bar:
@@ -740,6 +965,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_recover(args: argparse.Namespace) -> int:
     if args.from_url is not None:
         return _recover_from(args)
+    from journal import JournalError, recover, salvage
+    from tools._lines import fmt_bytes, print_json
+    from tools._render import progress_bar
+
     if args.salvage == (args.at is not None):
         raise UsageError("give exactly one of --at WHEN and --salvage")
     root = _root(args)
@@ -793,7 +1022,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
+    import signal
+
+    from journal import JournalError
     from journal._replicate import Replicator
+    from tools._lines import fmt_bytes, fmt_ns, print_json
 
     root = _root(args)
     if not os.path.isfile(os.path.join(root, "MANIFEST")):
@@ -854,6 +1087,8 @@ def _replicate_once(r: Replicator) -> ReplicationStatistics:
 
 def _recover_from(args: argparse.Namespace) -> int:
     from journal._replica_restore import recover_from_replica
+    from tools._lines import fmt_bytes, print_json
+    from tools._render import progress_bar
 
     if args.salvage:
         raise UsageError("--salvage reads a local journal; it does not go with --from")
@@ -875,6 +1110,7 @@ def _recover_from(args: argparse.Namespace) -> int:
 
 def _verify_replica(args: argparse.Namespace) -> int:
     from journal._replica_restore import verify_replica
+    from tools._lines import fmt_bytes, fmt_time, print_json
 
     report = verify_replica(args.replica)
     if _json(args):
@@ -899,6 +1135,8 @@ def _verify_replica(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     if args.codex is not None:
         return _import_codex(args)
+    from tools._render import progress_bar
+
     root = _root(args)
     legacy = os.path.abspath(os.path.expanduser(args.legacy_root)) if args.legacy_root else root
     with contextlib.ExitStack() as stack:
@@ -914,17 +1152,36 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _import_store(args: argparse.Namespace, root: str, stack: contextlib.ExitStack) -> SessionStore:
     """The store an import writes to (an empty scratch one for a dry run without a journal)."""
-    if args.dry_run and not os.path.isfile(os.path.join(root, "MANIFEST")):
+    import tempfile
+
+    from journal import SessionStore
+
+    has_journal = os.path.isfile(os.path.join(root, "MANIFEST"))
+    if args.dry_run and not has_journal:
         # No journal yet: nothing is imported, so an empty store answers the same.
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcx-dry-run-"))
         store = SessionStore.open(tmp, durability="none", snapshots=False)
-    else:
+    elif has_journal or args.dry_run:
         store = SessionStore.open(root, readonly=args.dry_run)
+    else:
+        # A new journal is made whole or not at all: Ctrl-C waits the few
+        # milliseconds its creation takes (a directory without MANIFEST would
+        # otherwise be left behind).
+        from tools._interrupt import deferred
+
+        with deferred():
+            store = SessionStore.open(root)
+            stack.callback(store.close)
+        return store
     stack.callback(store.close)
     return store
 
 
 def _import_report(args: argparse.Namespace, report: Any, what: str) -> int:
+    from rich.text import Text
+
+    from tools._lines import print_json
+
     if _json(args):
         print_json(report.to_json())
     else:
@@ -939,6 +1196,9 @@ def _import_report(args: argparse.Namespace, report: Any, what: str) -> int:
 
 
 def _import_codex(args: argparse.Namespace) -> int:
+    from journal._codex import default_codex_home
+    from tools._render import progress_bar
+
     if args.legacy_root:
         raise UsageError("give either LEGACY_ROOT or --codex [CODEX_HOME], not both")
     home = os.path.abspath(os.path.expanduser(args.codex or default_codex_home()))
@@ -955,6 +1215,11 @@ def _import_codex(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    from rich.text import Text
+
+    from tools._lines import fmt_bytes, fmt_time, print_json
+    from tools._render import progress_bar
+
     retain = parse_duration(args.retain)
     with (
         _store(args, readonly=args.dry_run) as store,
@@ -995,6 +1260,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def _grid() -> Table:
+    from rich.table import Table
+
     g = Table.grid(padding=(0, 2))
     g.add_column(style="bold")
     g.add_column()
@@ -1002,6 +1269,13 @@ def _grid() -> Table:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    import getpass
+    import socket
+
+    from rich.text import Text
+
+    from tools._lines import fmt_bytes, print_json
+
     with _store(args, readonly=False) as store:
         meta = _resolve_session(store, args.session)
         if not args.yes:
@@ -1048,6 +1322,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
+    from tools._lines import print_json
+
     with _store(args, readonly=False) as store:
         meta = _resolve_session(store, args.session)
         new = store.fork_session(
@@ -1068,6 +1344,15 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from rich.text import Text
+
+    from journal import Durability, SessionStore
+    from tools._demo import fill
+    from tools._render import history_table, sessions_table, short_id
+    from tools._verify import verify
+
     started = time.monotonic()
     if args.root:
         root = os.path.abspath(os.path.expanduser(args.root))
@@ -1144,12 +1429,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- completion ---------------------------------------------------------------------------
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from tools import _complete
+
+    if args.ids:
+        # Asked by the completion scripts on Tab: quiet when there is no journal.
+        if not os.path.isfile(os.path.join(_root(args), "MANIFEST")):
+            return EXIT_OK
+        with _store(args) as store:
+            ids = [m.id.hex for m in store.find_sessions().sessions]
+        sys.stdout.write("".join(f"{p}\n" for p in _complete.unique_prefixes(ids)))
+        return EXIT_OK
+    if args.shell is None:
+        raise UsageError(f"give a shell: agcx completion {{{','.join(_complete.SHELLS)}}}")
+    sys.stdout.write(_complete.script(args.shell, build_parser()))
+    return EXIT_OK
+
+
 # -- the parser ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be computed when help is shown
+    (``lazy_epilog``): `agcx log --help` lists the event types without every
+    other command importing the journal to know them."""
+
+    lazy_epilog: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _log_epilog() -> str:
+    from journal._events import EVENT_NAMES
+
+    return _LOG_EPILOG + f"event types: {', '.join(EVENT_NAMES.values())}"
+
+
+_LOG_EPILOG = (
+    "--since WHEN lists events after WHEN (seq:N: after the record with seq N);\n"
+    "--until WHEN lists events up to WHEN (seq:N: up to and including seq N).\n"
+    "--last N reads the log backwards from its end: as fast on a million events as on ten.\n\n"
+    "examples:\n  agcx log --last 20\n"
+    "  agcx log --session 3fa2 --type TagsChanged,SessionRenamed\n"
+    "  agcx log --since '1d ago' --json\n  agcx log --follow\n  agcx log | grep renamed\n\n"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="agcx",
         description="agcx: the journal of AI coding-agent sessions — list, audit, verify, "
         "replay and recover it.",
@@ -1164,11 +1498,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", dest="json_global", action="store_true", help="one JSON document on stdout"
     )
+    p.add_argument(
+        "--no-pager",
+        action="store_true",
+        help="never page (default on a terminal: $AGCX_PAGER, else $PAGER, else less -FRX)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def cmd(
         name: str, func: Callable[[argparse.Namespace], int], help: str, epilog: str = ""
-    ) -> argparse.ArgumentParser:
+    ) -> _Parser:
         sp = sub.add_parser(
             name, help=help, description=help, epilog=epilog or None, formatter_class=fmt
         )
@@ -1193,9 +1532,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(
         "ls",
         cmd_ls,
-        "list sessions: title, id prefix, messages, mode, tags, last accessed",
-        "examples:\n  agcx ls --tag bug\n  agcx ls --favorites\n  agcx ls --at '2h ago'",
+        "list sessions, most recently accessed first: id, last accessed, messages, mode, title",
+        "Shows the newest 50 (-n N for another number, --all for every one); the\n"
+        "filters apply first, then the limit. A footer says how many more there are.\n\n"
+        "examples:\n  agcx ls --tag bug\n  agcx ls --favorites -n 10\n"
+        "  agcx ls --since '2d ago' --mode build\n  agcx ls --all --search retry\n"
+        "  agcx ls --at '2h ago'\n  agcx --json ls --all > sessions.json",
     )
+    sp.add_argument(
+        "-n", type=_positive, default=50, metavar="N", help="show the newest N (default 50)"
+    )
+    sp.add_argument("--all", action="store_true", help="show every matching session")
     sp.add_argument("--tag", metavar="T", help="only sessions with this tag")
     sp.add_argument("--favorites", action="store_true", help="only favorite sessions")
     sp.add_argument(
@@ -1206,6 +1553,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--search", metavar="TEXT", help="only sessions whose title or a tag contains TEXT"
+    )
+    sp.add_argument("--since", metavar="WHEN", help="only sessions accessed since WHEN")
+    sp.add_argument(
+        "--mode", metavar="MODE", help="only sessions in this mode: plan, build, review"
     )
     at_flag(sp)
     json_flag(sp)
@@ -1221,20 +1572,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("session", metavar="SESSION")
     at_flag(sp)
     sp.add_argument("--checkpoint", metavar="ID", help="show this checkpoint's conversation")
-    sp.add_argument("--full", action="store_true", help="do not shorten long tool output")
+    sp.add_argument(
+        "--last", metavar="N", type=_positive, help="only the last N messages of the conversation"
+    )
+    sp.add_argument("--full", action="store_true", help="do not fold long tool output")
     json_flag(sp)
 
-    sp = cmd(
-        "log",
-        cmd_log,
-        "the audit trail: seq, time, event, session, summary",
-        "--since WHEN lists events after WHEN (seq:N: after the record with seq N);\n"
-        "--until WHEN lists events up to WHEN (seq:N: up to and including seq N).\n\n"
-        "examples:\n  agcx log --last 20\n"
-        "  agcx log --session 3fa2 --type TagsChanged,SessionRenamed\n"
-        "  agcx log --since '1d ago' --json\n  agcx log --follow\n\n"
-        f"event types: {', '.join(EVENT_NAMES.values())}",
-    )
+    sp = cmd("log", cmd_log, "the audit trail: seq, time, event, session, summary")
+    sp.lazy_epilog = _log_epilog
     sp.add_argument("--session", metavar="S", help="only events of this session (id or prefix)")
     sp.add_argument("--type", metavar="T", help="only these event types (comma-separated)")
     sp.add_argument("--since", metavar="WHEN", help="only events after WHEN")
@@ -1278,7 +1623,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  agcx recover --salvage --out ~/salvaged\n"
         "  agcx recover --from s3://bucket/agcx --at '2h ago' --out ~/restored\n\n"
         "The source is only read. DIR must be new or an empty directory. --from URL\n"
-        "restores from a replica (agcx replicate) instead of the local journal.",
+        "restores from a replica (agcx replicate) instead of the local journal.\n"
+        "Interrupted (Ctrl-C), it leaves the source as it was and DIR as it was or\n"
+        "holding the whole new journal: that is built aside and moved into place\n"
+        "only once complete.",
     )
     sp.add_argument("--at", metavar="WHEN", help="keep the events up to WHEN")
     sp.add_argument(
@@ -1318,7 +1666,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_import,
         "import a legacy (format version 2) history: sessions/*.agcx and checkpoints/*.ckpt",
         "LEGACY_ROOT defaults to the journal root itself. Files already imported are\n"
-        "skipped; damaged files are reported (exit 1) and never changed.\n\n"
+        "skipped; damaged files are reported (exit 1) and never changed.\n"
+        "Interrupted (Ctrl-C), each file is imported whole or not at all: the files\n"
+        "done are in the journal, and running the import again does the rest.\n\n"
         "--codex imports every Codex CLI rollout (sessions/, archived_sessions/, .jsonl\n"
         "or .jsonl.zst) instead; a rollout that grew since adds only its new lines.",
     )
@@ -1337,7 +1687,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compact",
         cmd_compact,
         "fold sealed segments older than --retain into the events that rebuild the same state",
-        "Points in time before the new horizon are no longer recoverable.\n\n"
+        "Points in time before the new horizon are no longer recoverable.\n"
+        "Interrupted (Ctrl-C), the journal is as it was before, or fully compacted if\n"
+        "the new manifest was already in place: never half of it.\n\n"
         "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d\n"
         "  agcx compact --seal --retain 0s   # everything, the active segment too",
     )
@@ -1415,6 +1767,17 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_demo,
         "fill a journal (a temporary one unless --root is given) and tour it",
     )
+    sp = cmd(
+        "completion",
+        cmd_completion,
+        "print a shell completion script: commands, options, session ids",
+        "examples:\n  source <(agcx completion bash)        # in ~/.bashrc\n"
+        "  source <(agcx completion zsh)         # in ~/.zshrc\n"
+        "  agcx completion fish > ~/.config/fish/completions/agcx.fish",
+    )
+    sp.add_argument("shell", metavar="SHELL", nargs="?", choices=("bash", "zsh", "fish"))
+    # What the scripts call on Tab: the live sessions' shortest unique id prefixes.
+    sp.add_argument("--ids", action="store_true", help=argparse.SUPPRESS)
     bench.add_arguments(
         cmd("bench", bench.run, "agcx vs the old store, SQLite and JSONL on one workload")
     )
@@ -1438,27 +1801,60 @@ def _error(message: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``agcx`` with ``argv`` (default: the process's); return the exit code."""
-    args = build_parser().parse_args(argv)
+    """Run ``agcx`` with ``argv`` (default: the process's); return the exit code.
+
+    Ctrl-C (SIGINT) or SIGTERM stops any command: it unwinds (closing the store
+    releases its locks; a write is whole or absent, see each command's help)
+    and ends with exit code 130 (143 for SIGTERM) and one line on stderr.
+    """
+    from tools import _interrupt
+
+    _interrupt.install()
     try:
-        return int(args.func(args))
+        try:
+            args = build_parser().parse_args(argv)
+            return int(args.func(args))
+        finally:
+            # From here on only the exit is left: a late Ctrl-C must not turn a
+            # finished command into a traceback.
+            _interrupt.quiet()
     except UsageError as exc:
         _error(exc)
         return EXIT_USAGE
-    except (InvalidArgument, HorizonError, SessionNotFound, CheckpointNotFound) as exc:
-        _error(exc)
-        return EXIT_USAGE
-    except JournalError as exc:
-        _error(exc)
-        return EXIT_PROBLEM
     except BrokenPipeError:
-        # The reader went away (`agcx log | head`): stop quietly.
+        # The reader went away (`agcx log | head`, or `q` in the pager): stop quietly.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except (KeyboardInterrupt, _interrupt.Terminated) as exc:
+        _error("interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated")
+        return _interrupt.exit_code(exc)
+    except Exception as exc:
+        code = _journal_error_code(exc)
+        if code is None:
+            raise
+        _error(exc)
+        return code
+
+
+def _journal_error_code(exc: Exception) -> int | None:
+    """The exit code for a journal error (2 for a wrong argument), else ``None``."""
+    if "journal._errors" not in sys.modules:
+        return None  # the journal was never imported: the error is not one of its own
+    from journal import (
+        CheckpointNotFound,
+        HorizonError,
+        InvalidArgument,
+        JournalError,
+        SessionNotFound,
+    )
+
+    if isinstance(exc, InvalidArgument | HorizonError | SessionNotFound | CheckpointNotFound):
+        return EXIT_USAGE
+    if isinstance(exc, JournalError):
         return EXIT_PROBLEM
-    except KeyboardInterrupt:
-        return 130
+    return None
 
 
 if __name__ == "__main__":
