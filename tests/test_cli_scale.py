@@ -148,6 +148,8 @@ def test_find_sessions_filters_first_then_limits_newest_first(many: Path) -> Non
         )
         # The same sessions, in the same order, as the full listing.
         assert list(store.find_sessions().sessions) == store.list_sessions()
+        assert store.find_sessions(kind="session").total == N + 1  # none has a kind: tag
+        assert store.find_sessions(kind="openai-agents").total == 0
         with pytest.raises(InvalidArgument):
             store.find_sessions(limit=-1)
         with pytest.raises(InvalidArgument):
