@@ -153,10 +153,16 @@ def build_journals(base: Path, *, sessions: int = SESSIONS, events: int = EVENTS
     """Make (or reuse) the two journals under ``base``; return their roots and ids."""
     base.mkdir(parents=True, exist_ok=True)
     facts_path = base / f"facts-{sessions}-{events}.json"
+    from journal import SessionStore
+
     if facts_path.exists():
         facts: dict[str, Any] = json.loads(facts_path.read_text())
+        # Kept from an earlier run: a writable open brings the projection
+        # snapshots up to this build (read-only commands cannot save them).
+        for key in ("sessions", "events"):
+            with SessionStore.open(facts[key], durability="none"):
+                pass
         return facts
-    from journal import SessionStore
 
     small = base / f"sessions-{sessions}"
     big = base / f"events-{events}"
