@@ -42,7 +42,7 @@ from tools._verify import verify
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
-# The real entry point (`agcx` is `tools.cli:main`), announcing on stderr when
+# The real entry point (`agcx` is `tools.cli:run`), announcing on stderr when
 # the handlers are in place, so the delays are measured from there.
 _CHILD = (
     "import sys\n"
@@ -50,7 +50,7 @@ _CHILD = (
     "_interrupt.install()\n"
     "import tools.cli\n"
     "sys.stderr.write('ready\\n'); sys.stderr.flush()\n"
-    "sys.exit(tools.cli.main(sys.argv[1:]))\n"
+    "tools.cli.run(sys.argv[1:])\n"
 )
 
 

@@ -21,6 +21,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "EXIT_SIGINT",
@@ -28,8 +29,9 @@ __all__ = [
     "Terminated",
     "deferred",
     "exit_code",
+    "ignore",
     "install",
-    "quiet",
+    "restore",
 ]
 
 EXIT_SIGINT = 128 + signal.SIGINT  # 130, as a shell reports a command Ctrl-C stopped
@@ -48,27 +50,44 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def install() -> None:
+Handlers = dict[int, Any]
+
+
+def install() -> Handlers:
     """Raise :class:`KeyboardInterrupt` on SIGINT and :class:`Terminated` on SIGTERM,
-    unless the process was started with that signal ignored (see the module doc)."""
+    unless the process was started with that signal ignored (see the module doc).
+    Returns the handlers replaced, for :func:`restore`."""
     if threading.current_thread() is not threading.main_thread():
-        return  # called from a thread (tests, embedding): signals stay as they are
+        return {}  # called from a thread (tests, embedding): signals stay as they are
+    old: Handlers = {}
     for signum, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm)):
-        if signal.getsignal(signum) != signal.SIG_IGN:
+        current = signal.getsignal(signum)
+        if current != signal.SIG_IGN:
+            old[signum] = current
+            signal.signal(signum, handler)
+    return old
+
+
+def ignore() -> None:
+    """Ignore both signals from now on: the command is done, only the exit is
+    left, and a late Ctrl-C must not turn it into a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, signal.SIG_IGN)
+
+
+def restore(old: Handlers) -> None:
+    """Put back the handlers :func:`install` replaced (``main`` called in-process
+    leaves the caller's Ctrl-C as it found it)."""
+    for signum, handler in old.items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
             signal.signal(signum, handler)
 
 
 def exit_code(exc: BaseException) -> int:
     """The exit code for an interruption: 143 for SIGTERM, else 130."""
     return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-
-
-def quiet() -> None:
-    """Ignore both signals from now on (the command is done; only exiting is left)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tools import bench
 from tools._when import UsageError, parse_duration, parse_when, when_help
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from tools._pager import Output
     from tools._verify import VerifyReport
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -340,9 +340,6 @@ def _iso(ns: int) -> str | None:
 # -- ls, show, stats, export --------------------------------------------------------------
 
 
-_MODES = ("plan", "build", "review")
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
     from tools._lines import session_lines, stream_json_list
 
@@ -352,8 +349,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if isinstance(w, int):
             raise UsageError("ls --since takes a time (e.g. '2d ago'), not seq:N")
         since = w
-    if args.mode is not None and args.mode not in _MODES:
-        raise UsageError(f"--mode {args.mode!r}: use one of {', '.join(_MODES)}")
+    mode = None if args.mode is None else _mode(args.mode)
     limit = None if args.all else args.n
     with _store(args) as store:
         q = _view(store, args.at)
@@ -363,7 +359,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             tag=args.tag,
             favorites=args.favorites,
             since=since,
-            mode=None if args.mode is None else _mode(args.mode),
+            mode=mode,
             kind=args.kind,
         )
         seq = _seq_of(q)
@@ -400,7 +396,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _mode(value: str) -> Any:
     from journal import OperatingMode
 
-    return OperatingMode(value)
+    try:
+        return OperatingMode(value.lower())
+    except ValueError:
+        modes = ", ".join(m.value for m in OperatingMode)
+        raise UsageError(f"--mode {value!r}: use one of {modes}") from None
 
 
 def _fits_screen(lines: int) -> bool:
@@ -1805,19 +1805,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Ctrl-C (SIGINT) or SIGTERM stops any command: it unwinds (closing the store
     releases its locks; a write is whole or absent, see each command's help)
-    and ends with exit code 130 (143 for SIGTERM) and one line on stderr.
+    and ends with exit code 130 (143 for SIGTERM) and one line on stderr. The
+    caller's signal handlers are put back before returning.
     """
+    return _main(argv, exiting=False)
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``agcx`` program: :func:`main`, then exit with its code (a Ctrl-C
+    after the command is done is ignored: only the exit is left)."""
+    sys.exit(_main(argv, exiting=True))
+
+
+def _main(argv: Sequence[str] | None, *, exiting: bool) -> int:
     from tools import _interrupt
 
-    _interrupt.install()
+    previous = _interrupt.install()
     try:
         try:
             args = build_parser().parse_args(argv)
             return int(args.func(args))
         finally:
-            # From here on only the exit is left: a late Ctrl-C must not turn a
-            # finished command into a traceback.
-            _interrupt.quiet()
+            if exiting:
+                _interrupt.ignore()
+            else:
+                _interrupt.restore(previous)
     except UsageError as exc:
         _error(exc)
         return EXIT_USAGE
@@ -1858,4 +1870,4 @@ def _journal_error_code(exc: Exception) -> int | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
