@@ -73,6 +73,8 @@ class AsyncPointInTimeView:
         kind: str | None = None,
         id_prefix: str | None = None,
     ) -> SessionPage:
+        """The live sessions matching every filter given, newest first, at most
+        ``limit``, with how many match in all (see ``SessionStore.find_sessions``)."""
         return await _run(
             functools.partial(
                 self.sync.find_sessions,

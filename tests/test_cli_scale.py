@@ -94,7 +94,7 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 tags=(("bug", "docs", "perf")[k % 3],),
                 is_favorite=k % 10 == 0,
             )
-            conv = ConversationSnapshot(UUID(int=k + 1), (msg,))
+            conv = ConversationSnapshot(sid_of(k), (msg,))
             store.save_session(sid_of(k), meta, conv, SessionState())
         msgs = []
         for i in range(60):
@@ -115,7 +115,7 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
             last_accessed=T0 - timedelta(days=1),
         )
         store.save_session(
-            long_id, meta, ConversationSnapshot(UUID(int=9), tuple(msgs)), SessionState()
+            long_id, meta, ConversationSnapshot(long_id, tuple(msgs)), SessionState()
         )
     return root
 

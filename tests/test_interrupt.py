@@ -75,7 +75,7 @@ def _session(k: int, n: int) -> tuple[UUID, SessionMetadata, ConversationSnapsho
         )
         for i in range(n)
     )
-    return sid, meta, ConversationSnapshot(UUID(int=sid.int ^ 1), msgs)
+    return sid, meta, ConversationSnapshot(sid, msgs)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def _sid(n: int) -> UUID:
     return UUID(int=(n * 0x9E3779B97F4A7C15F39CC0605CEDC835) % (1 << 128) | (4 << 76))
 
 
-def _long_conversation(n: int) -> Any:
+def _long_conversation(sid: UUID, n: int) -> Any:
     from journal import (
         ConversationSnapshot,
         FunctionCall,
@@ -70,7 +70,7 @@ def _long_conversation(n: int) -> Any:
         else:
             item = Message(role="assistant", content=(OutputText(f"Turn {turn}: all green."),))
         msgs.append(MessageSnapshot(item=item, timestamp=clock, turn_index=turn))
-    return ConversationSnapshot(UUID(int=7), tuple(msgs))
+    return ConversationSnapshot(sid, tuple(msgs))
 
 
 def _fill_sessions(root: Path, sessions: int, long_messages: int) -> UUID:
@@ -108,11 +108,9 @@ def _fill_sessions(root: Path, sessions: int, long_messages: int) -> UUID:
                 tags=(_TAGS[n % len(_TAGS)],),
                 is_favorite=n % 97 == 0,
             )
-            store.save_session(
-                sid, meta, ConversationSnapshot(UUID(int=sid.int ^ 1), (msg,)), state
-            )
+            store.save_session(sid, meta, ConversationSnapshot(sid, (msg,)), state)
         long_id = _sid(0)
-        conv = _long_conversation(long_messages)
+        conv = _long_conversation(long_id, long_messages)
         when = _T0 + timedelta(minutes=sessions)
         meta = SessionMetadata(
             id=long_id,
