@@ -249,3 +249,33 @@ def test_ctrl_c_during_import_keeps_whole_files_and_a_rerun_finishes(
             assert len(store.list_sessions()) == 150
         assert verify(str(root)).intact
         shutil.rmtree(root)
+
+
+def test_an_interruption_raised_where_python_swallows_it_is_delivered_again() -> None:
+    # Ctrl-C during a lazy import can land in a weakref callback of the import
+    # machinery, where Python prints "Exception ignored" and drops it.
+    code = (
+        "import weakref\n"
+        "from tools import _interrupt\n"
+        "_interrupt.install()\n"
+        "class A: pass\n"
+        "a = A()\n"
+        "def callback(ref): raise KeyboardInterrupt\n"
+        "r = weakref.ref(a, callback)\n"
+        "try:\n"
+        "    del a\n"
+        "    for _ in range(10_000_000): pass\n"
+        "    print('lost')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('delivered')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_sigint_default,
+    )
+    assert (r.stdout, r.stderr) == ("delivered\n", "")

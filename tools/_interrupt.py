@@ -16,8 +16,10 @@ ones left in the background. Such a process is stopped with SIGTERM.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -50,7 +52,32 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-Handlers = dict[int, Any]
+Handlers = dict[Any, Any]
+
+
+def _unraisable(info: Any) -> None:
+    """An interruption raised where Python cannot let it propagate (a weakref
+    callback of the import machinery, a ``__del__``) would be printed as
+    "Exception ignored" and lost: deliver the signal again instead, so that it
+    is raised in the command's own code a moment later."""
+    if isinstance(info.exc_value, KeyboardInterrupt | Terminated):
+        _redeliver(signal.SIGTERM if isinstance(info.exc_value, Terminated) else signal.SIGINT)
+        return
+    (_previous_hook or sys.__unraisablehook__)(info)
+
+
+_previous_hook: Any = None  # the hook _unraisable hands everything else to
+
+
+def _redeliver(signum: int) -> None:
+    # From a timer thread, a moment later: here the handler would run (and
+    # raise) inside the hook at once.
+    timer = threading.Timer(0.02, _thread.interrupt_main, (signum,))
+    timer.daemon = True
+    try:
+        timer.start()
+    except (KeyboardInterrupt, Terminated):
+        _redeliver(signum)  # it came back before this hook returned: once more
 
 
 def install() -> Handlers:
@@ -59,7 +86,11 @@ def install() -> Handlers:
     Returns the handlers replaced, for :func:`restore`."""
     if threading.current_thread() is not threading.main_thread():
         return {}  # called from a thread (tests, embedding): signals stay as they are
-    old: Handlers = {}
+    global _previous_hook
+    old: Handlers = {"unraisablehook": sys.unraisablehook}
+    if sys.unraisablehook is not _unraisable:
+        _previous_hook = sys.unraisablehook
+        sys.unraisablehook = _unraisable
     for signum, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm)):
         current = signal.getsignal(signum)
         if current != signal.SIG_IGN:
@@ -80,9 +111,12 @@ def ignore() -> None:
 def restore(old: Handlers) -> None:
     """Put back the handlers :func:`install` replaced (``main`` called in-process
     leaves the caller's Ctrl-C as it found it)."""
-    for signum, handler in old.items():
+    for key, handler in old.items():
+        if key == "unraisablehook":
+            sys.unraisablehook = handler
+            continue
         with contextlib.suppress(ValueError, OSError, TypeError):
-            signal.signal(signum, handler)
+            signal.signal(key, handler)
 
 
 def exit_code(exc: BaseException) -> int:
