@@ -43,6 +43,7 @@ from journal._errors import (
     JournalError,
     ReadOnlyJournal,
     RecordNotFound,
+    SessionConflict,
     SessionNotFound,
 )
 from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
@@ -348,6 +349,37 @@ def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> 
     # and ``==`` only when not identical: the same test as a Python loop of
     # ``a is b or a == b``, at a fraction of the cost per message.
     return tuple(new[:n]) == tuple(old)
+
+
+def _doomed(
+    sessions: Mapping[bytes, dict[str, Any]], max_age_days: float | None, max_count: int | None
+) -> list[UUID]:
+    """The sessions retention deletes, oldest first: older than ``max_age_days``
+    by last access, then the oldest beyond ``max_count``; never favorites.
+    ``sessions`` are the index's metadata wire maps (holds the runner lock)."""
+    aged = sorted(
+        ((datetime_from_wire(m["la"]), sid, bool(m.get("fv"))) for sid, m in sessions.items()),
+    )
+    doomed: list[bytes] = []
+    if max_age_days is not None:
+        try:
+            cutoff = _now() - timedelta(days=max_age_days)
+        except OverflowError:  # older than datetime.min: nothing is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
+        doomed = [sid for at, sid, fav in aged if not fav and at < cutoff]
+    if max_count is not None:
+        gone = set(doomed)
+        alive = [(sid, fav) for _, sid, fav in aged if sid not in gone]
+        excess = len(alive) - max_count
+        for sid, fav in alive:
+            if excess <= 0:
+                break
+            if not fav:
+                doomed.append(sid)
+                excess -= 1
+    order = {sid: i for i, (_, sid, _) in enumerate(aged)}
+    doomed.sort(key=order.__getitem__)
+    return [UUID(bytes=sid) for sid in doomed]
 
 
 @attrs.frozen
@@ -775,11 +807,62 @@ class SessionStore(_Queries):
         self._runner.apply_own(records)
         return [r.seq for r in records]
 
-    def _require(self, sid: UUID) -> None:
+    def _require(self, sid: UUID) -> int:
+        """The seq of the save that began the session's current life (0 when
+        its content is unknown); ``SessionNotFound`` when it is not live."""
         self._sync()
         with self._runner.lock:
             if sid.bytes not in self._index.sessions:
                 raise SessionNotFound(f"no session {sid}")
+            chain = self._contents.chains.get(sid.bytes)
+            return chain.born if chain is not None else 0
+
+    def _edit(
+        self,
+        sid: UUID,
+        entries: list[Entry],
+        check: Callable[[], object] | None = None,
+    ) -> list[int]:
+        """Append ``entries``, which depend on the session's state, only if under
+        the commit lock the session is still in the life the caller saw (and
+        ``check`` still passes): otherwise raise ``SessionNotFound`` (deleted
+        meanwhile) or ``SessionConflict`` (deleted and saved again), and nothing
+        is written.
+
+        The session's stripe lock is held from the first look to the commit,
+        so no event of this process about the session (each takes the same
+        lock) comes in between or shares the group commit, where ``prepare``
+        would not see it: only another process can have changed the session,
+        and only if the journal adopted another process's change meanwhile.
+        """
+        j = self._journal
+        with self._lock_for(sid):
+            foreign = j.foreign_changes
+            born = self._require(sid)
+            if check is not None:
+                check()
+
+            def prepare() -> None:
+                if j.foreign_changes == foreign:
+                    return None
+                try:
+                    now = self._require(sid)
+                except SessionNotFound:
+                    raise SessionNotFound(
+                        f"no session {sid}: another process deleted it meanwhile; "
+                        "nothing was written"
+                    ) from None
+                if now != born:
+                    raise SessionConflict(
+                        f"session {sid} was deleted and saved again (seq {now}) by another "
+                        "process meanwhile; nothing was written for its earlier life",
+                        sid,
+                    )
+                if check is not None:
+                    check()
+                return None
+
+            return self._append(entries, prepare)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -1020,19 +1103,16 @@ class SessionStore(_Queries):
             raise InvalidArgument(f"reason must be 'user' or 'retention', got {reason!r}")
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument(f"actor must be a string, got {type(actor).__name__}")
-        self._require(sid)
         payload: dict[str, Any] = {"v": 1, "reason": reason}
         if actor:
             payload["actor"] = actor
-        with self._lock_for(sid):
-            self._append([Entry(EventType.SESSION_DELETED, payload, sid)])
+        self._edit(sid, [Entry(EventType.SESSION_DELETED, payload, sid)])
 
     def _metadata_event(
         self, session_id: UUID | str, etype: EventType, payload: dict[str, Any]
     ) -> None:
         sid = _sid(session_id)
-        self._require(sid)
-        self._append([Entry(etype, {"v": 1, **payload}, sid)])
+        self._edit(sid, [Entry(etype, {"v": 1, **payload}, sid)])
 
     def tag(self, session_id: UUID | str, *tags: str) -> None:
         """Add tags to a session (one ``TagsChanged`` event)."""
@@ -1078,32 +1158,28 @@ class SessionStore(_Queries):
             isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 0
         ):
             raise InvalidArgument(f"max_count must be an int >= 0, got {max_count!r}")
-        sessions = sorted(self.list_sessions(), key=lambda m: (m.last_accessed, m.id.bytes))
         doomed: list[UUID] = []
-        if max_age_days is not None:
-            try:
-                cutoff = _now() - timedelta(days=max_age_days)
-            except OverflowError:  # older than datetime.min: nothing is that old
-                cutoff = datetime.min.replace(tzinfo=UTC)
-            doomed = [m.id for m in sessions if not m.is_favorite and m.last_accessed < cutoff]
-        if max_count is not None:
-            alive = [m for m in sessions if m.id not in set(doomed)]
-            excess = len(alive) - max_count
-            for m in alive:
-                if excess <= 0:
-                    break
-                if not m.is_favorite:
-                    doomed.append(m.id)
-                    excess -= 1
-        order = {m.id: i for i, m in enumerate(sessions)}
-        doomed.sort(key=order.__getitem__)
-        if doomed:
-            self._append(
-                [
-                    Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
-                    for sid in doomed
-                ]
-            )
+
+        def prepare() -> list[Entry]:
+            # Under the commit lock, caught up with every process: the counts
+            # and ages are the index's as of this commit.
+            self._sync()
+            with self._runner.lock:
+                doomed[:] = _doomed(self._index.sessions, max_age_days, max_count)
+            return [
+                Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
+                for sid in doomed
+            ]
+
+        # Every stripe: no event of this process about any session shares the
+        # group commit, where ``prepare`` would not see it.
+        for lock in self._locks:
+            lock.acquire()
+        try:
+            self._append([], prepare)
+        finally:
+            for lock in reversed(self._locks):
+                lock.release()
         return doomed
 
     def fork_session(
@@ -1200,21 +1276,22 @@ class SessionStore(_Queries):
     ) -> None:
         _check(conversation, ConversationSnapshot, "conversation")
         _check(state, SessionState, "state")
-        self._require(sid)
         payload = {
             "v": 1,
             "meta": checkpoint_meta_to_wire(meta),
             "conv": _blob(conversation_to_wire(conversation), "conversation"),
             "st": state_to_wire(state),
         }
-        self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
+        self._edit(sid, [Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
 
     def delete_checkpoint(self, session_id: UUID | str, checkpoint_id: UUID | str) -> None:
         """Delete one checkpoint of a session."""
         sid, cid = _sid(session_id), _sid(checkpoint_id, "checkpoint id")
-        self._sync()
-        self._checkpoint_record(sid, cid)
-        self._append([Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)])
+        self._edit(
+            sid,
+            [Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)],
+            lambda: self._checkpoint_record(sid, cid),
+        )
 
     # -- compaction and purge -------------------------------------------------------------
 

@@ -134,6 +134,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "RecoverReport",
         "ResponseItem",
         "SalvageReport",
+        "SessionConflict",
         "SessionMetadata",
         "SessionNotFound",
         "SessionState",
