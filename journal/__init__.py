@@ -60,6 +60,7 @@ from journal._model import (
     item_from_json,
     item_to_json,
 )
+from journal._redact import RedactionPolicy
 from journal._segment import Record
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
+    from journal._scrub import ScrubReport, SecretFinding
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
 # The store stands above the projections, which import the journal core: it is
@@ -86,6 +88,8 @@ _LAZY = {
     "PointInTimeView": "journal._store",
     "RecoverReport": "journal._recover",
     "SalvageReport": "journal._recover",
+    "ScrubReport": "journal._scrub",
+    "SecretFinding": "journal._scrub",
     "SessionStore": "journal._store",
     "StoreStatistics": "journal._store",
     "recover": "journal._recover",
@@ -154,8 +158,11 @@ __all__ = [
     "RecordNotFound",
     "RecordTooLarge",
     "RecoverReport",
+    "RedactionPolicy",
     "ResponseItem",
     "SalvageReport",
+    "ScrubReport",
+    "SecretFinding",
     "SessionConflict",
     "SessionMetadata",
     "SessionNotFound",

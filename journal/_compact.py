@@ -10,7 +10,8 @@ those segments), which becomes the horizon:
   session's checkpoints as the original did;
 * the live checkpoints' ``CheckpointCreated`` records, verbatim;
 * ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op)
-  and ``SessionPurged`` (the audit trail of purges), verbatim;
+  ``SessionPurged`` and ``SecretsScrubbed`` (the audit trail of purges
+  and scrubs), verbatim;
 * the ``CodexLines`` records of live sessions, verbatim;
 * the ``DictionaryTrained`` records that a kept record, or any record after
   the cut, needs to decode its messages, verbatim;
@@ -68,6 +69,7 @@ _KEPT_VERBATIM = (
     EventType.LEGACY_IMPORTED,
     EventType.CODEX_IMPORTED,
     EventType.SESSION_PURGED,
+    EventType.SECRETS_SCRUBBED,
     # Graph deletions, forks and prunes: small, and the graph index is rebuilt
     # from them (a tombstone keeps refusing late writes after compaction).
     EventType.GRAPH_THREAD_DELETED,

@@ -25,13 +25,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
 import msgpack
 
-from journal import _compact, _fork
+from journal import _compact, _fork, _scrub
 from journal._codex import CodexImportReport, export_codex_lines, run_codex_import
 from journal._compact import CompactionReport, PurgeReport
 from journal._dictionary import Dictionary, Trainer, blob_reference, dictionary_event
@@ -75,6 +75,8 @@ from journal._model import (
     state_from_wire,
     state_to_wire,
 )
+from journal._redact import RedactionPolicy, Redactor, load_key
+from journal._scrub import ScrubReport, SecretFinding
 from journal._segment import Record
 
 # Submodules, not the package: importing ``projections`` first must work too.
@@ -96,6 +98,7 @@ __all__ = [
     "summarize",
 ]
 
+_T = TypeVar("_T")
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 _STRIPES = 64
 _CONTENT_EVENTS = frozenset(
@@ -212,6 +215,12 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
     if t == EventType.SESSION_TRUNCATED:
         n = event.get("n", 0)
         return "cleared (0 messages)" if n == 0 else f"truncated to {n} messages"
+    if t == EventType.SECRETS_SCRUBBED:
+        kinds = event.get("kinds", {})
+        what = ", ".join(f"{n} {k}" for k, n in kinds.items()) if isinstance(kinds, dict) else ""
+        return f"secrets scrubbed from {event.get('records', 0)} records" + (
+            f" ({what})" if what else ""
+        )
     if t == EventType.DICTIONARY_TRAINED:
         d, src = event.get("d", b""), event.get("src", ())
         return f"compression dictionary of {len(d) >> 10} KiB, trained on {len(src)} sessions"
@@ -684,7 +693,13 @@ class SessionStore(_Queries):
     """
 
     def __init__(
-        self, journal: Journal, *, max_chain: int, full_ratio: float, snapshots: bool
+        self,
+        journal: Journal,
+        *,
+        max_chain: int,
+        full_ratio: float,
+        snapshots: bool,
+        redact: RedactionPolicy | None = None,
     ) -> None:
         snap_dir = os.path.join(journal.root, "projections") if snapshots else None
         self._init_projections(journal, None, snap_dir)
@@ -696,6 +711,13 @@ class SessionStore(_Queries):
         self._bases_lock = threading.Lock()
         self._trainer = Trainer(level=journal._codec.level)
         self._closed = False
+        policy = RedactionPolicy() if redact is None else redact
+        self.redaction = policy
+        self._redactor: Redactor | None = None
+        if policy.enabled and not journal.readonly:
+            key = load_key(journal.root, create=True)
+            assert key is not None
+            self._redactor = Redactor(policy, key)
 
     @classmethod
     def open(
@@ -706,6 +728,7 @@ class SessionStore(_Queries):
         max_chain: int = 256,
         full_ratio: float = 8.0,
         snapshots: bool = True,
+        redact: RedactionPolicy | None = None,
         **journal_options: Any,
     ) -> SessionStore:
         """Open the store at ``path`` (default ``~/.agcodex/history``).
@@ -719,6 +742,11 @@ class SessionStore(_Queries):
         workload (docs/BENCHMARKS.md), a journal without periodic full saves
         below that floor and with ``max_chain`` 256 rather than 64 is 20 %
         smaller and its loads take 10 % longer (1.43 vs 1.30 ms).
+
+        ``redact`` is what is redacted before a save is encoded (default:
+        :class:`RedactionPolicy()`, on: secret-looking environment variables
+        and known credential formats in any text; ``RedactionPolicy.off()``
+        stores text as given). See ``journal._redact``.
         """
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
@@ -727,10 +755,18 @@ class SessionStore(_Queries):
             0 < full_ratio < float("inf")
         ):
             raise InvalidArgument(f"full_ratio must be a positive number, got {full_ratio!r}")
+        if redact is not None and not isinstance(redact, RedactionPolicy):
+            raise InvalidArgument(
+                f"redact must be a RedactionPolicy, got {type(redact).__name__}"
+            )
         journal = Journal.open(root, readonly=readonly, **journal_options)
         try:
             store = cls(
-                journal, max_chain=max_chain, full_ratio=full_ratio, snapshots=snapshots
+                journal,
+                max_chain=max_chain,
+                full_ratio=full_ratio,
+                snapshots=snapshots,
+                redact=redact,
             )
             store._runner.restore()
             store._runner.catch_up()
@@ -864,6 +900,39 @@ class SessionStore(_Queries):
 
             return self._append(entries, prepare)
 
+    # -- redaction ------------------------------------------------------------------------
+
+    def _redact(self, obj: _T) -> _T:
+        """``obj`` with its secrets redacted (small objects: walked whole)."""
+        r = self._redactor
+        return obj if r is None else r.redact(obj)
+
+    def _tags(self, tags: Sequence[object]) -> list[str]:
+        return [self._redact(t) for t in _tags(tags)]
+
+    def _messages_raw(self, messages: Sequence[MessageSnapshot]) -> bytes:
+        """The msgpack of ``messages``, secrets redacted: the encoded bytes are
+        screened first, and only a candidate found makes the messages walked."""
+        raw = _packb(messages_to_wire(messages), "messages")
+        r = self._redactor
+        if r is not None and r.suspect(raw):
+            clean = r.redact(tuple(messages))
+            if any(a is not b for a, b in zip(clean, messages, strict=True)):
+                raw = _packb(messages_to_wire(clean), "messages")
+        return raw
+
+    def _conversation_raw(self, conversation: ConversationSnapshot) -> bytes:
+        """The msgpack of a whole conversation (a checkpoint's), secrets redacted."""
+        raw = _packb(conversation_to_wire(conversation), "conversation")
+        r = self._redactor
+        if r is not None and (
+            r.suspect(raw) or r.redact(conversation.context) is not conversation.context
+        ):
+            clean = r.redact(conversation)
+            if clean is not conversation:
+                raw = _packb(conversation_to_wire(clean), "conversation")
+        return raw
+
     # -- sessions -------------------------------------------------------------------------
 
     def save_session(
@@ -891,6 +960,10 @@ class SessionStore(_Queries):
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
         messages = conversation.messages
+        # Secrets never reach the log (journal/_redact.py): the small objects
+        # here, the messages as they are encoded (only the new ones).
+        metadata, state = self._redact(metadata), self._redact(state)
+        context = self._redact(conversation.context)
         if metadata.message_count == 0 and messages:
             metadata = attrs.evolve(metadata, message_count=len(messages))
         meta_wire = metadata_to_wire(metadata)
@@ -899,13 +972,13 @@ class SessionStore(_Queries):
         sampled: list[bytes] = []  # the new messages' msgpack, for the dictionary
 
         def full(dictionary: Dictionary | None) -> Entry:
-            raw = _packb(messages_to_wire(messages), "messages")
+            raw = self._messages_raw(messages)
             sampled[:] = [raw]
             payload = full_save_payload(
                 meta_wire,
                 conversation.id,
                 messages,
-                conversation.context,
+                context,
                 conversation.mode_history,
                 state,
                 actor,
@@ -940,7 +1013,8 @@ class SessionStore(_Queries):
                     and _extends(messages, base.messages)
                 ):
                     entry, raw = self._delta(
-                        sid, base, meta_wire, changes, conversation, state, actor, dictionary
+                        sid, base, meta_wire, changes, conversation, context, state, actor,
+                        dictionary,
                     )
                     sampled[:] = [raw]
             first = entry if entry is not None else full(dictionary)
@@ -966,7 +1040,7 @@ class SessionStore(_Queries):
                         return [full(None)]
                     assert base is not None
                     plain, _ = self._delta(
-                        sid, base, meta_wire, changes, conversation, state, actor, None
+                        sid, base, meta_wire, changes, conversation, context, state, actor, None
                     )
                     return [plain]
                 return None
@@ -980,7 +1054,7 @@ class SessionStore(_Queries):
                     seq,
                     conversation.id,
                     messages,
-                    conversation.context,
+                    context,
                     conversation.mode_history,
                     state,
                 ),
@@ -1041,6 +1115,7 @@ class SessionStore(_Queries):
         meta_wire: dict[str, Any],
         meta_changes: dict[str, Any] | None,
         conversation: ConversationSnapshot,
+        context: ConversationContext,
         state: SessionState,
         actor: str | None,
         dictionary: Dictionary | None,
@@ -1053,13 +1128,13 @@ class SessionStore(_Queries):
             # which the session index merges into the map it holds, and no
             # conversation id (a delta's is always its base's).
             payload = {"v": 2, "md": meta_changes}
-        raw = _packb(messages_to_wire(conversation.messages[n_old:]), "messages")
+        raw = self._messages_raw(conversation.messages[n_old:])
         payload |= {"base": n_old, "n": len(conversation.messages)}
         _with_blob(payload, blob_of(raw, dictionary))
         # Context, mode history and state are written only when they changed,
         # so a save's bytes follow what is new, not the session's size.
-        if conversation.context != base.context:
-            payload["cx"] = context_to_wire(conversation.context)
+        if context != base.context:
+            payload["cx"] = context_to_wire(context)
         if conversation.mode_history != base.mode_history:
             payload["mh"] = mode_history_to_wire(conversation.mode_history)
         if state != base.state:
@@ -1116,11 +1191,15 @@ class SessionStore(_Queries):
 
     def tag(self, session_id: UUID | str, *tags: str) -> None:
         """Add tags to a session (one ``TagsChanged`` event)."""
-        self._metadata_event(session_id, EventType.TAGS_CHANGED, {"add": _tags(tags), "rm": []})
+        self._metadata_event(
+            session_id, EventType.TAGS_CHANGED, {"add": self._tags(tags), "rm": []}
+        )
 
     def untag(self, session_id: UUID | str, *tags: str) -> None:
         """Remove tags from a session (one ``TagsChanged`` event)."""
-        self._metadata_event(session_id, EventType.TAGS_CHANGED, {"add": [], "rm": _tags(tags)})
+        self._metadata_event(
+            session_id, EventType.TAGS_CHANGED, {"add": [], "rm": self._tags(tags)}
+        )
 
     def set_favorite(self, session_id: UUID | str, flag: bool) -> None:
         """Mark or unmark a session as favorite (favorites survive cleanup)."""
@@ -1132,7 +1211,7 @@ class SessionStore(_Queries):
         """Change a session's title."""
         if not isinstance(title, str):
             raise InvalidArgument(f"title must be a string, got {type(title).__name__}")
-        self._metadata_event(session_id, EventType.SESSION_RENAMED, {"title": title})
+        self._metadata_event(session_id, EventType.SESSION_RENAMED, {"title": self._redact(title)})
 
     def touch(self, session_id: UUID | str) -> None:
         """Set a session's last-accessed time to now."""
@@ -1256,12 +1335,12 @@ class SessionStore(_Queries):
             raise InvalidArgument("description must be a string or None")
         meta = CheckpointMetadata(
             id=cid,
-            name=name,
+            name=self._redact(name),
             created_at=_now(),
             message_index=len(conversation.messages)
             if isinstance(conversation, ConversationSnapshot)
             else 0,
-            description=description,
+            description=None if description is None else self._redact(description),
         )
         self._append_checkpoint(_sid(session_id), meta, conversation, state)
         return meta
@@ -1279,8 +1358,8 @@ class SessionStore(_Queries):
         payload = {
             "v": 1,
             "meta": checkpoint_meta_to_wire(meta),
-            "conv": _blob(conversation_to_wire(conversation), "conversation"),
-            "st": state_to_wire(state),
+            "conv": blob_of(self._conversation_raw(conversation)),
+            "st": state_to_wire(self._redact(state)),
         }
         self._edit(sid, [Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
 
@@ -1329,6 +1408,42 @@ class SessionStore(_Queries):
             raise JournalError(
                 f"purge stopped by an I/O error ({exc}); the session is deleted but some of "
                 "its bytes may remain: run the purge again"
+            ) from exc
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def _rules(self, *, create_key: bool) -> Redactor:
+        """The redaction rules of this store's policy, on even when saves have it off."""
+        if self._redactor is not None:
+            return self._redactor
+        key = load_key(self.root, create=create_key)
+        # Without a key (a read-only store of a journal that never had one)
+        # the rules still find secrets; only markers would need it.
+        return Redactor(attrs.evolve(self.redaction, enabled=True), key or bytes(32))
+
+    def scan_secrets(self) -> list[SecretFinding]:
+        """Every record that holds a secret by this store's redaction rules (what
+        a save now would redact): seq, event, session and kinds, never a value."""
+        self._sync()
+        return _scrub.scan(self._journal, self._rules(create_key=False), until_seq=self._runner.seq)
+
+    def scrub_secrets(self, *, actor: str | None = None) -> ScrubReport:
+        """Rewrite every secret :meth:`scan_secrets` finds out of the journal:
+        each replaced by its marker in place (same seq), dictionaries that may
+        hold one dropped, snapshots and quarantined tails removed; then append
+        ``SecretsScrubbed``. See ``journal._scrub``."""
+        if actor is not None and not isinstance(actor, str):
+            raise InvalidArgument("actor must be a string")
+        if self._journal.readonly:
+            raise ReadOnlyJournal(
+                f"the store {self.root} was opened read-only; open it writable to scrub"
+            )
+        try:
+            return _scrub.scrub(self, self._rules(create_key=True), actor)
+        except OSError as exc:
+            raise JournalError(
+                f"scrub stopped by an I/O error ({exc}); the journal is the one before the "
+                "scrub or the scrubbed one, never a mix: run it again"
             ) from exc
 
     def _after_rewrite(self, forget: bytes | None = None) -> None:
