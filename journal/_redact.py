@@ -125,6 +125,61 @@ def load_patterns() -> tuple[tuple[Pattern, ...], tuple[str, ...], tuple[str, ..
     return patterns, tuple(names["secret"]), tuple(names.get("allowed", ()))
 
 
+def _without_lookarounds(regex: str) -> str:
+    """``regex`` with its lookahead and lookbehind groups removed (it then
+    matches wherever it matched, and maybe more)."""
+    out: list[str] = []
+    i, n = 0, len(regex)
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            out.append(regex[i : i + 2])
+            i += 2
+        elif c == "[":
+            j = _class_end(regex, i)
+            out.append(regex[i:j])
+            i = j
+        elif c == "(" and regex.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            i = _group_end(regex, i)
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _class_end(regex: str, i: int) -> int:
+    """The index just past the character class that starts at ``i``."""
+    j = i + 1
+    if j < len(regex) and regex[j] == "^":
+        j += 1
+    if j < len(regex) and regex[j] == "]":
+        j += 1
+    while j < len(regex) and regex[j] != "]":
+        j += 2 if regex[j] == "\\" else 1
+    return j + 1
+
+
+def _group_end(regex: str, i: int) -> int:
+    """The index just past the group that opens at ``i``."""
+    depth, j = 0, i
+    while j < len(regex):
+        c = regex[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "[":
+            j = _class_end(regex, j)
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return j
+
+
 def _globs(globs: Iterable[str]) -> re.Pattern[str] | None:
     parts = [fnmatch.translate(g.upper()) for g in globs]
     return re.compile("|".join(parts)) if parts else None
@@ -159,7 +214,13 @@ class Redactor:
         self._compiled = [(p, re.compile(p.regex, re.ASCII)) for p in self.patterns]
         joined = "|".join(f"(?:{p.regex})" for p in self.patterns)
         self._any = re.compile(joined, re.ASCII)
-        self._any_bytes = re.compile(joined.encode("ascii"))
+        # The screen runs over msgpack, where the byte before a string is its
+        # length (an ASCII letter for a str8 of 65-90 or 97-122 bytes) and the
+        # byte after it the next value's header: the lookarounds that keep a
+        # secret's neighbours out would misjudge those, so the screen goes
+        # without them (it finds a superset; the text patterns then decide).
+        screen = "|".join(f"(?:{_without_lookarounds(p.regex)})" for p in self.patterns)
+        self._any_bytes = re.compile(screen.encode("ascii"))
         self._secret = _globs((*secret, *policy.secret_names))
         self._allowed = _globs((*allowed, *policy.allowed_names))
         self._key = key
@@ -180,13 +241,20 @@ class Redactor:
         (where two overlap, the earlier pattern in the data file wins)."""
         if self._any.search(text) is None:
             return []
+        # Markers already in the text (a redacted text saved again) are never
+        # part of a secret: redacting twice changes nothing more.
+        markers = (
+            [(m.start(), m.end(), "") for m in MARKER_RE.finditer(text)]
+            if "[REDACTED:" in text
+            else []
+        )
         found: list[tuple[int, int, str]] = []
         for p, rx in self._compiled:
             for m in rx.finditer(text):
                 start, end = m.span(p.group)
-                if start >= end or MARKER_RE.fullmatch(text, start, end):
+                if start >= end:
                     continue
-                if any(start < e and s < end for s, e, _ in found):
+                if any(start < e and s < end for s, e, _ in (*markers, *found)):
                     continue
                 found.append((start, end, p.kind))
         found.sort()

@@ -427,7 +427,9 @@ class _Queries:
             until_seq=until_seq,
             snap_dir=snap_dir,
         )
-        self._meta_cache: dict[bytes, tuple[tuple[int | None, int, int], SessionMetadata]] = {}
+        self._meta_cache: dict[
+            bytes, tuple[tuple[int | None, int, int, int], SessionMetadata]
+        ] = {}
 
     def _sync(self) -> None:
         """Apply what was appended since the last look (by any process)."""
@@ -440,7 +442,12 @@ class _Queries:
         chain = self._contents.chains[sid]
         # The horizon too: a compaction makes the runner rebuild the projections,
         # whose change counters then start again and could repeat a stamp.
-        stamp = (self._runner.horizon_seq, self._index.versions.get(sid, 0), chain.changes)
+        stamp = (
+            self._runner.horizon_seq,
+            self._runner.rebuilds,
+            self._index.versions.get(sid, 0),
+            chain.changes,
+        )
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]

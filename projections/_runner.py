@@ -22,7 +22,7 @@ import msgpack
 
 from journal._codec import RAW, unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
-from journal._events import AS_IS_VERSIONS, upcast
+from journal._events import AS_IS_VERSIONS, EventType, upcast
 from journal._log import Journal
 from journal._segment import Record
 from projections._base import Projection, gc_paused
@@ -36,6 +36,7 @@ _SNAP_MAGIC = b"AGCP"
 _SNAP_VERSION = 2
 _SNAP_HEADER = struct.Struct("<4sHHII")  # magic, version, reserved, body_len, crc
 _MAX_SNAP = 1 << 30
+_SECRETS_SCRUBBED = int(EventType.SECRETS_SCRUBBED)
 
 
 class ProjectionRunner:
@@ -68,6 +69,10 @@ class ProjectionRunner:
         self._persisted: tuple[int, int | None] | None = None  # (seq, horizon) of the snaps
         self.replayed = 0
         self._since_persist = 0
+        # Rebuilds from the start (compaction, scrub): derived views keyed by
+        # the projections' change counters include it, as those start again.
+        self.rebuilds = 0
+        self._scrub_seen = 0  # the last SecretsScrubbed a rebuild has covered
 
     # -- replay --------------------------------------------------------------------------
 
@@ -95,6 +100,14 @@ class ProjectionRunner:
                 recent if recent is not None else j.scan(from_seq=self.seq + 1, until_seq=until)
             )
             for rec in records:
+                if rec.event_type == _SECRETS_SCRUBBED and rec.seq > self._scrub_seen:
+                    self._scrub_seen = rec.seq
+                    if self.seq:
+                        # The records before it were rewritten in place: state
+                        # built from them may hold what was scrubbed.
+                        self._reset()
+                        self.seq = self.ts_ns = 0
+                        return self.catch_up()
                 self._apply(rec)
                 n += 1
             self.replayed += n
@@ -119,6 +132,8 @@ class ProjectionRunner:
                 return False
             if self.journal.manifest.horizon_seq != self.horizon_seq:
                 return False
+            if any(r.event_type == _SECRETS_SCRUBBED for r in records):
+                return False  # the next catch_up rebuilds from the rewritten log
             first = records[0].seq
             if first > self.seq + 1:
                 # Other batches of the same group commit (this process's own,
@@ -218,6 +233,7 @@ class ProjectionRunner:
             return True
 
     def _reset(self) -> None:
+        self.rebuilds += 1
         for p in self.projections:
             p.__init__()  # type: ignore[misc]
 
