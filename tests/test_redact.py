@@ -10,6 +10,7 @@ test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -373,3 +374,19 @@ def test_scrub_rewrites_every_secret_out_of_every_byte_and_keeps_everything_else
     with SessionStore.open(root) as s:
         again = s.scrub_secrets()
     assert again.records_rewritten == again.segments_rewritten == 0
+
+
+def test_agcx_secrets_scan_exits_1_naming_records_then_scrub_clears_them(root: Path) -> None:
+    from tests.test_cli import agcx, agcx_json, fails
+
+    _leaked_journal(root)
+    found = agcx_json("secrets", "scan", root=root, code=1)
+    assert found and {"seq", "event", "session_id", "kinds"} <= found[0].keys()
+    text = agcx("secrets", "scan", root=root)
+    assert text.returncode == 1 and "records hold secrets" in text.stdout
+    assert not any(s[:12] in text.stdout + json.dumps(found) for s in SECRETS)
+    fails(agcx("secrets", "scrub", root=root), 2, "--yes")
+    report = agcx_json("secrets", "scrub", "--yes", root=root)
+    assert report["records_rewritten"] == sum(f["event"] != "DictionaryTrained" for f in found)
+    assert agcx_json("secrets", "scan", root=root, code=0) == []
+    assert agcx("verify", root=root).returncode == 0

@@ -893,6 +893,39 @@ def cmd_fork(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """``secrets scan``: records holding secrets (exit 1 when any); ``secrets
+    scrub``: rewrite them out of every segment (journal/_scrub.py)."""
+    if args.action == "scan":
+        with _store(args) as store:
+            found = store.scan_secrets()
+        if _json(args):
+            print_json([f.to_json() for f in found])
+        else:
+            out = _out()
+            for f in found:
+                sid = str(f.session_id) if f.session_id else "-"
+                out.print(Text(f"seq {f.seq}  {f.event}  session {sid}  {', '.join(f.kinds)}"))
+            out.print(Text(f"{len(found)} records hold secrets" if found else "no secrets found"))
+        return EXIT_PROBLEM if found else EXIT_OK
+    with _store(args, readonly=False) as store:
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("scrub rewrites the journal's segments: add --yes to confirm")
+            n = len(store.scan_secrets())
+            answer = input(f"rewrite the secrets of {n} records out of {store.root}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                _out().print("nothing scrubbed")
+                return EXIT_OK
+        actor = args.actor or f"agcx secrets scrub by {getpass.getuser()}@{socket.gethostname()}"
+        report = store.scrub_secrets(actor=actor)
+    if _json(args):
+        print_json(report)
+    else:
+        _print_report(report, "secrets scrubbed")
+    return EXIT_OK
+
+
 # -- demo ---------------------------------------------------------------------------------
 
 
@@ -1192,6 +1225,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--title", metavar="T", help="the fork's title (default: SESSION's + (fork))")
     sp.add_argument("--actor", metavar="NAME", help="who forks (recorded in the event)")
+    json_flag(sp)
+
+    sp = cmd(
+        "secrets",
+        cmd_secrets,
+        "find secrets already in the journal (scan), or rewrite them out of it (scrub)",
+        "scan lists each record holding a secret (seq, event, session, kinds; never the\n"
+        "value) and exits 1 when there is any. scrub replaces each by its marker in\n"
+        "every segment, drops dictionaries that may hold one and removes snapshots and\n"
+        "quarantined tails, as purge does; it asks on a terminal, elsewhere needs --yes.\n\n"
+        "examples:\n  agcx secrets scan\n  agcx secrets scrub --yes",
+    )
+    sp.add_argument("action", choices=["scan", "scrub"])
+    sp.add_argument("--yes", action="store_true", help="scrub: do not ask for confirmation")
+    sp.add_argument("--actor", metavar="NAME", help="scrub: who scrubs (recorded in the event)")
     json_flag(sp)
 
     cmd(
