@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from journal._compact import CompactionReport, PurgeReport
 from journal._import import ImportReport
+from journal._scrub import ScrubReport, SecretFinding
 from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
@@ -212,6 +213,12 @@ class AsyncSessionStore(AsyncPointInTimeView):
 
     async def purge(self, session_id: UUID | str, *, actor: str | None = None) -> PurgeReport:
         return await _run(self.sync.purge, session_id, actor=actor)
+
+    async def scan_secrets(self) -> list[SecretFinding]:
+        return await _run(self.sync.scan_secrets)
+
+    async def scrub_secrets(self, *, actor: str | None = None) -> ScrubReport:
+        return await _run(self.sync.scrub_secrets, actor=actor)
 
     async def import_legacy(
         self,

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any, TypeVar
 
+import ahocorasick_rs
 import attrs
 import msgspec
 
@@ -78,6 +79,8 @@ class Pattern:
     group: int = 0
     match: tuple[str, ...] = ()
     no_match: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()  # one is in every match (any case); () = no screen
+    screen: str | None = None  # a looser regex for encoded bytes (default: no lookarounds)
 
 
 def _pairs(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -118,6 +121,8 @@ def load_patterns() -> tuple[tuple[Pattern, ...], tuple[str, ...], tuple[str, ..
             int(p.get("group", 0)),
             tuple(p.get("match", ())),
             tuple(p.get("no_match", ())),
+            tuple(p.get("keywords", ())),
+            p.get("screen"),
         )
         for p in data["pattern"]
     )
@@ -211,16 +216,34 @@ class Redactor:
         # ASCII semantics (\s, \w, case folding): an ASCII pattern then matches
         # a text exactly where its bytes form matches the text's UTF-8, so the
         # screen over encoded bytes misses nothing the text patterns would find.
+        # Each pattern runs only where one of its keywords is (a plain
+        # substring search, far faster than a regex scan); one without
+        # keywords always runs.
         self._compiled = [(p, re.compile(p.regex, re.ASCII)) for p in self.patterns]
-        joined = "|".join(f"(?:{p.regex})" for p in self.patterns)
-        self._any = re.compile(joined, re.ASCII)
+        # The keywords first, all in one pass (Aho-Corasick): most texts hold
+        # none, and then that pass is all a text or a save's messages cost.
+        # Measured on 1.7 KB of the bench's messages: 4.5 us, against 60-86 us
+        # for one substring search per keyword and 35-140 us for a regex
+        # alternation of them. A pattern without keywords (a policy's own)
+        # runs on every text.
+        words = sorted({k.lower() for p in self.patterns for k in p.keywords})
+        self._by_word = [
+            [i for i, p in enumerate(self.patterns) if w in (k.lower() for k in p.keywords)]
+            for w in words
+        ]
+        self._always = [i for i, p in enumerate(self.patterns) if not p.keywords]
+        self._ac = ahocorasick_rs.AhoCorasick(words)
+        self._ac_bytes = ahocorasick_rs.BytesAhoCorasick([w.encode("ascii") for w in words])
+        self._names: dict[str, bool] = {}
         # The screen runs over msgpack, where the byte before a string is its
         # length (an ASCII letter for a str8 of 65-90 or 97-122 bytes) and the
         # byte after it the next value's header: the lookarounds that keep a
         # secret's neighbours out would misjudge those, so the screen goes
         # without them (it finds a superset; the text patterns then decide).
-        screen = "|".join(f"(?:{_without_lookarounds(p.regex)})" for p in self.patterns)
-        self._any_bytes = re.compile(screen.encode("ascii"))
+        self._screens = [
+            re.compile((p.screen or _without_lookarounds(p.regex)).encode("ascii"))
+            for p in self.patterns
+        ]
         self._secret = _globs((*secret, *policy.secret_names))
         self._allowed = _globs((*allowed, *policy.allowed_names))
         self._key = key
@@ -234,13 +257,25 @@ class Redactor:
 
     def suspect(self, data: bytes) -> bool:
         """Whether encoded bytes may hold a secret (a cheap screen, one scan)."""
-        return self._any_bytes.search(data) is not None
+        hits = self._ac_bytes.find_matches_as_indexes(data.lower(), overlapping=True)
+        if not hits and not self._always:
+            return False
+        return any(self._screens[i].search(data) for i in self._candidates(hits))
+
+    def _candidates(self, hits: list[tuple[int, int, int]]) -> list[int]:
+        """The patterns to run, in file order, given the keyword matches."""
+        found = set(self._always)
+        for w, _, _ in hits:
+            found.update(self._by_word[w])
+        return sorted(found)
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """The secrets in ``text``: ``(start, end, kind)``, in order, not overlapping
         (where two overlap, the earlier pattern in the data file wins)."""
-        if self._any.search(text) is None:
+        hits = self._ac.find_matches_as_indexes(text.lower(), overlapping=True)
+        if not hits and not self._always:
             return []
+        runs = [self._compiled[i] for i in self._candidates(hits)]
         # Markers already in the text (a redacted text saved again) are never
         # part of a secret: redacting twice changes nothing more.
         markers = (
@@ -249,7 +284,7 @@ class Redactor:
             else []
         )
         found: list[tuple[int, int, str]] = []
-        for p, rx in self._compiled:
+        for p, rx in runs:
             for m in rx.finditer(text):
                 start, end = m.span(p.group)
                 if start >= end:
@@ -274,10 +309,26 @@ class Redactor:
 
     def secret_name(self, name: str) -> bool:
         """Whether an environment variable of this name holds a secret."""
+        known = self._names.get(name)
+        if known is not None:
+            return known
         up = name.upper()
-        if self._allowed is not None and self._allowed.fullmatch(up):
-            return False
-        return self._secret is not None and self._secret.fullmatch(up) is not None
+        secret = not (self._allowed is not None and self._allowed.fullmatch(up)) and (
+            self._secret is not None and self._secret.fullmatch(up) is not None
+        )
+        if len(self._names) < 4096:  # names repeat save after save
+            self._names[name] = secret
+        return secret
+
+    def screen(self, obj: _T, encoded: bytes, env: Mapping[str, str] | None = None) -> _T:
+        """:meth:`redact` for a small object whose encoded bytes (any encoding
+        that keeps its strings as UTF-8) and environment variables, if any,
+        are given: walked only when those hold a candidate."""
+        if self.suspect(encoded) or (
+            env is not None and any(v and self.secret_name(k) for k, v in env.items())
+        ):
+            return self.redact(obj)
+        return obj
 
     def env_value(self, name: str, value: str) -> str:
         """The value to store for environment variable ``name``."""

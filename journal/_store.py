@@ -721,6 +721,7 @@ class SessionStore(_Queries):
         policy = RedactionPolicy() if redact is None else redact
         self.redaction = policy
         self._redactor: Redactor | None = None
+        self._last_context: tuple[ConversationContext, ConversationContext] | None = None
         if policy.enabled and not journal.readonly:
             key = load_key(journal.root, create=True)
             assert key is not None
@@ -914,6 +915,34 @@ class SessionStore(_Queries):
         r = self._redactor
         return obj if r is None else r.redact(obj)
 
+    def _redact_save(
+        self,
+        metadata: SessionMetadata,
+        meta_wire: dict[str, Any],
+        state: SessionState,
+        context: ConversationContext,
+    ) -> tuple[dict[str, Any], SessionState, ConversationContext]:
+        """A save's metadata (as its wire map), state and context with their
+        secrets redacted: each walked only when its encoded form (or an
+        environment variable's name) holds a candidate; a context seen last
+        time is not looked at again."""
+        r = self._redactor
+        if r is None:
+            return meta_wire, state, context
+        clean = r.screen(metadata, _packb(meta_wire, "metadata"))
+        if clean is not metadata:
+            meta_wire = metadata_to_wire(clean)
+            meta_wire.pop("ck", None)
+        state = r.screen(state, _packb(state_to_wire(state), "state"))
+        last = self._last_context
+        if last is not None and last[0] is context:
+            return meta_wire, state, last[1]
+        cleaned = r.screen(
+            context, _packb(context_to_wire(context), "context"), context.environment_variables
+        )
+        self._last_context = (context, cleaned)
+        return meta_wire, state, cleaned
+
     def _tags(self, tags: Sequence[object]) -> list[str]:
         return [self._redact(t) for t in _tags(tags)]
 
@@ -969,12 +998,13 @@ class SessionStore(_Queries):
         messages = conversation.messages
         # Secrets never reach the log (journal/_redact.py): the small objects
         # here, the messages as they are encoded (only the new ones).
-        metadata, state = self._redact(metadata), self._redact(state)
-        context = self._redact(conversation.context)
         if metadata.message_count == 0 and messages:
             metadata = attrs.evolve(metadata, message_count=len(messages))
         meta_wire = metadata_to_wire(metadata)
         meta_wire.pop("ck", None)
+        meta_wire, state, context = self._redact_save(
+            metadata, meta_wire, state, conversation.context
+        )
         j = self._journal
         sampled: list[bytes] = []  # the new messages' msgpack, for the dictionary
 

@@ -74,8 +74,12 @@ def test_each_pattern_redacts_its_examples_and_leaves_its_counterexamples(patter
         assert f"[REDACTED:{pattern.kind}:" in out, text
         m = rx.search(text)
         assert m is not None and m.group(pattern.group) not in out
-        # The screen over encoded bytes sees it inside a message.
-        assert RULES.suspect(msgpack.packb(["x", text, 1], use_bin_type=True))
+        # Every match holds a keyword, and the screen over encoded bytes sees
+        # it inside a message (after a length byte that is a letter, too).
+        assert any(k.lower() in m.group(0).lower() for k in pattern.keywords)
+        for pad in ("", "y" * (0x61 - len(text.encode())) if len(text) < 0x61 else ""):
+            packed = msgpack.packb(["x", pad + text, 1], use_bin_type=True)
+            assert RULES.suspect(packed)
         assert RULES.text(out) == out  # a marker is never redacted again
     for text in pattern.no_match:
         assert not rx.search(text), text
