@@ -19,7 +19,6 @@ import anyio.to_thread
 
 from journal._compact import CompactionReport, PurgeReport
 from journal._import import ImportReport
-from journal._scrub import ScrubReport, SecretFinding
 from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
@@ -27,6 +26,7 @@ from journal._model import (
     SessionMetadata,
     SessionState,
 )
+from journal._scrub import ScrubReport, SecretFinding
 from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
 __all__ = ["AsyncPointInTimeView", "AsyncSessionStore"]
