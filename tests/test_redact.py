@@ -10,9 +10,11 @@ test.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +49,7 @@ from tests._store_worker import (
     message,
     metadata,
 )
+from tests.faultfs import FaultFS, run_fault_loop
 from tools._verify import verify
 
 PATTERNS, _, _ = load_patterns()
@@ -301,13 +304,13 @@ def test_two_stores_of_one_journal_share_its_key_and_so_its_markers(root: Path) 
 # -- scan and scrub --------------------------------------------------------------------------
 
 
-def _leaked_journal(root: Path) -> list[UUID]:
+def _leaked_journal(root: Path, turns: int = 6) -> list[UUID]:
     """A journal written with redaction off: secrets in saves (full and delta),
     a checkpoint, tags and titles, and dictionaries trained on them."""
     ids = [uuid4() for _ in range(3)]
     with SessionStore.open(root, redact=RedactionPolicy.off(), segment_size=8192) as s:
         s._trainer = QuickTrainer(train_bytes=256)
-        for k in range(6):
+        for k in range(turns):
             for sid in ids[:2]:
                 conv = _leaky(sid, k + 1)
                 s.save_session(sid, metadata(sid, f"turn {k}"), conv, SessionState())
@@ -394,3 +397,39 @@ def test_agcx_secrets_scan_exits_1_naming_records_then_scrub_clears_them(root: P
     assert report["records_rewritten"] == sum(f["event"] != "DictionaryTrained" for f in found)
     assert agcx_json("secrets", "scan", root=root, code=0) == []
     assert agcx("verify", root=root).returncode == 0
+
+
+def _shape(s: SessionStore) -> list[tuple[UUID, int, int]]:
+    """What a scrub must not change: the sessions, their message and checkpoint counts."""
+    return [(m.id, m.message_count, len(m.checkpoints)) for m in s.list_sessions()]
+
+
+def test_a_fault_at_any_step_of_a_scrub_leaves_the_old_or_the_scrubbed_journal(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "template"
+    _leaked_journal(template, turns=2)
+    with SessionStore.open(template) as s:
+        before = s.scan_secrets()
+        shape = _shape(s)
+
+    def workload(root: Path, fs: FaultFS) -> None:
+        shutil.copytree(template, root)
+        with SessionStore.open(root, fs=fs, segment_size=8192) as s:
+            s.scrub_secrets()
+
+    def check(root: Path, fs: FaultFS, error: BaseException | None) -> None:
+        if error is not None:
+            assert str(error)
+        with SessionStore.open(root, segment_size=8192) as s:
+            assert _shape(s) == shape
+            assert s.scan_secrets() in ([], before)
+        assert verify(str(root)).intact
+        with SessionStore.open(root, segment_size=8192) as s:
+            s.scrub_secrets()  # it can run again, and then all is gone
+            assert s.scan_secrets() == [] and _shape(s) == shape
+            listed = {seg.name for seg in s.journal.manifest.segments}
+        assert {p.name for p in (root / "segments").iterdir()} == listed
+
+    report = run_fault_loop(workload, check, tmp_path / "runs", err=errno.EIO, persistent=False)
+    assert report.injected > 20 and report.errors_seen
