@@ -943,6 +943,18 @@ class SessionStore(_Queries):
         self._last_context = (context, cleaned)
         return meta_wire, state, cleaned
 
+    def _redact_import(self, obj: _T) -> _T:
+        """A legacy file's object with its secrets redacted (walked only when its
+        msgpack holds a candidate, or, for a conversation, an environment
+        variable's name looks secret)."""
+        r = self._redactor
+        if r is None:
+            return obj
+        if isinstance(obj, ConversationSnapshot):
+            raw = _packb(conversation_to_wire(obj), "conversation")
+            return r.screen(obj, raw, obj.context.environment_variables)
+        return r.redact(obj)
+
     def _tags(self, tags: Sequence[object]) -> list[str]:
         return [self._redact(t) for t in _tags(tags)]
 

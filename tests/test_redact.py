@@ -433,3 +433,25 @@ def test_a_fault_at_any_step_of_a_scrub_leaves_the_old_or_the_scrubbed_journal(
 
     report = run_fault_loop(workload, check, tmp_path / "runs", err=errno.EIO, persistent=False)
     assert report.injected > 20 and report.errors_seen
+
+
+def test_a_legacy_import_stores_its_sessions_and_checkpoints_redacted(tmp_path: Path) -> None:
+    from tests import legacy_writer as W
+
+    sid, cid = uuid4(), uuid4()
+    leaky = _leaky(sid)
+    meta = metadata(sid, f"imported {GITHUB}")
+    legacy = tmp_path / "legacy"
+    W.write_session_file(legacy, meta, leaky, SessionState())
+    W.write_checkpoint_file(legacy, sid, cid, leaky, SessionState(search_query=AWS_ID))
+    with SessionStore.open(tmp_path / "j") as s:
+        report = s.import_legacy(legacy)
+        assert report.sessions_imported == 1 and report.checkpoints_imported == 1
+        got, conv, _ = s.load_session(sid)
+        ck_conv, ck_state = s.load_checkpoint(sid, cid)
+        assert s.scan_secrets() == []
+    assert got.title.startswith("imported [REDACTED:github-token:")
+    assert conv.context.environment_variables["HOME"] == "/home/me"
+    assert ck_state.search_query is not None and ck_state.search_query.startswith("[REDACTED:")
+    assert ck_conv.messages[:3] == leaky.messages[:3]
+    assert_no_secret_under(tmp_path / "j", [])
