@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fnmatch
+import functools
 import hashlib
 import hmac
 import os
@@ -94,7 +95,9 @@ class RedactionPolicy:
 
     ``enabled=False`` stores text as given. ``extra_patterns`` maps a kind
     (lower-case letters, digits, ``-``) to a regular expression whose whole
-    match is redacted, checked after the built-in ones; ``secret_names`` adds
+    match is redacted, checked after the built-in ones (ASCII, Python ``re``
+    syntax, flags only in scoped groups such as ``(?i:...)``; it runs over
+    every text, as it has no keywords); ``secret_names`` adds
     globs of environment variable names whose values are secret;
     ``allowed_names`` are globs of names never redacted (they win).
     """
@@ -190,10 +193,10 @@ def _globs(globs: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
-class Redactor:
-    """A compiled policy plus the journal's key: redacts text and model objects."""
+class _Rules:
+    """A policy's patterns and name globs, compiled."""
 
-    def __init__(self, policy: RedactionPolicy, key: bytes) -> None:
+    def __init__(self, policy: RedactionPolicy) -> None:
         builtin, secret, allowed = load_patterns()
         extra = []
         for kind, regex in policy.extra_patterns:
@@ -211,15 +214,11 @@ class Redactor:
                     "scoped group, (?i:...)"
                 ) from None
             extra.append(Pattern(kind, regex))
-        self.policy = policy
         self.patterns: tuple[Pattern, ...] = (*builtin, *extra)
         # ASCII semantics (\s, \w, case folding): an ASCII pattern then matches
         # a text exactly where its bytes form matches the text's UTF-8, so the
         # screen over encoded bytes misses nothing the text patterns would find.
-        # Each pattern runs only where one of its keywords is (a plain
-        # substring search, far faster than a regex scan); one without
-        # keywords always runs.
-        self._compiled = [(p, re.compile(p.regex, re.ASCII)) for p in self.patterns]
+        self.compiled = [(p, re.compile(p.regex, re.ASCII)) for p in self.patterns]
         # The keywords first, all in one pass (Aho-Corasick): most texts hold
         # none, and then that pass is all a text or a save's messages cost.
         # Measured on 1.7 KB of the bench's messages: 4.5 us, against 60-86 us
@@ -227,25 +226,47 @@ class Redactor:
         # alternation of them. A pattern without keywords (a policy's own)
         # runs on every text.
         words = sorted({k.lower() for p in self.patterns for k in p.keywords})
-        self._by_word = [
+        self.by_word = [
             [i for i, p in enumerate(self.patterns) if w in (k.lower() for k in p.keywords)]
             for w in words
         ]
-        self._always = [i for i, p in enumerate(self.patterns) if not p.keywords]
-        self._ac = ahocorasick_rs.AhoCorasick(words)
-        self._ac_bytes = ahocorasick_rs.BytesAhoCorasick([w.encode("ascii") for w in words])
-        self._names: dict[str, bool] = {}
+        self.always = [i for i, p in enumerate(self.patterns) if not p.keywords]
+        self.ac = ahocorasick_rs.AhoCorasick(words)
+        self.ac_bytes = ahocorasick_rs.BytesAhoCorasick([w.encode("ascii") for w in words])
         # The screen runs over msgpack, where the byte before a string is its
         # length (an ASCII letter for a str8 of 65-90 or 97-122 bytes) and the
         # byte after it the next value's header: the lookarounds that keep a
         # secret's neighbours out would misjudge those, so the screen goes
         # without them (it finds a superset; the text patterns then decide).
-        self._screens = [
+        self.screens = [
             re.compile((p.screen or _without_lookarounds(p.regex)).encode("ascii"))
             for p in self.patterns
         ]
-        self._secret = _globs((*secret, *policy.secret_names))
-        self._allowed = _globs((*allowed, *policy.allowed_names))
+        self.secret = _globs((*secret, *policy.secret_names))
+        self.allowed = _globs((*allowed, *policy.allowed_names))
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(policy: RedactionPolicy) -> _Rules:
+    return _Rules(policy)
+
+
+class Redactor:
+    """A compiled policy plus the journal's key: redacts text and model objects."""
+
+    def __init__(self, policy: RedactionPolicy, key: bytes) -> None:
+        rules = _compile(policy)  # compiled once per policy: a store's open stays cheap
+        self.policy = policy
+        self.patterns = rules.patterns
+        self._compiled = rules.compiled
+        self._by_word = rules.by_word
+        self._always = rules.always
+        self._ac = rules.ac
+        self._ac_bytes = rules.ac_bytes
+        self._screens = rules.screens
+        self._secret = rules.secret
+        self._allowed = rules.allowed
+        self._names: dict[str, bool] = {}
         self._key = key
 
     # -- text --------------------------------------------------------------------------
