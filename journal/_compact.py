@@ -63,7 +63,7 @@ from projections._graphs import GraphCheckpoints
 if TYPE_CHECKING:
     from journal._store import SessionStore
 
-__all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge"]
+__all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge", "replace_segments"]
 
 _KEPT_VERBATIM = (
     EventType.LEGACY_IMPORTED,
@@ -327,15 +327,7 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
                 j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
             )
             replaced.append(s)
-        if replaced:
-            try:
-                switch_segments(j, replaced, new)
-            except RewriteConflict:
-                remove_segment_files(j, new)
-                raise
-            remove_segment_files(j, replaced)
-        j.dictionaries.forget()
-        files = _remove_derived_copies(j)
+        files = replace_segments(j, replaced, new)
         store._after_rewrite(forget=sid)
         return PurgeReport(
             session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
@@ -388,6 +380,20 @@ def _note_graph_values(
 def _graph_event(j: Journal, seq: int) -> Any:
     rec = j.read(seq)
     return decode_graph_event(rec.event_type, upcast(rec.event_type, j.decode(rec)))
+
+
+def replace_segments(j: Journal, replaced: list[SegmentInfo], new: list[SegmentInfo]) -> list[str]:
+    """List ``new`` instead of ``replaced`` (purge, scrub), remove the old files,
+    and the copies of journal bytes outside the segments; return the copies removed."""
+    if replaced:
+        try:
+            switch_segments(j, replaced, new)
+        except RewriteConflict:
+            remove_segment_files(j, new)
+            raise
+        remove_segment_files(j, replaced)
+    j.dictionaries.forget()
+    return _remove_derived_copies(j)
 
 
 def _trained_on(j: Journal, rec: Record, sid: bytes) -> bool:

@@ -41,9 +41,9 @@ import msgpack
 from journal._compact import (
     _dictionary_of,
     _exclusive,
-    _remove_derived_copies,
     _scan_segments,
     _without_dictionary,
+    replace_segments,
 )
 from journal._dictionary import read_dictionary_event
 from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
@@ -58,12 +58,7 @@ from journal._model import (
     messages_to_wire,
 )
 from journal._redact import Redactor
-from journal._rewrite import (
-    RewriteConflict,
-    remove_segment_files,
-    switch_segments,
-    write_segment_files,
-)
+from journal._rewrite import write_segment_files
 from journal._segment import Record
 
 if TYPE_CHECKING:
@@ -253,15 +248,7 @@ def scrub(store: SessionStore, r: Redactor, actor: str | None = None) -> ScrubRe
                 j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
             )
             replaced.append(s)
-        if replaced:
-            try:
-                switch_segments(j, replaced, new)
-            except RewriteConflict:
-                remove_segment_files(j, new)
-                raise
-            remove_segment_files(j, replaced)
-        j.dictionaries.forget()
-        files = _remove_derived_copies(j)
+        files = replace_segments(j, replaced, new)
         store._trainer.reset()  # its samples are messages as saved: they may hold secrets
         store._after_rewrite()
         payload: dict[str, Any] = {

@@ -11,9 +11,6 @@ exactly once, and every refused one's is not.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,8 @@ from journal import (
 )
 from tests._race_worker import save, sessions
 from tests._store_worker import conversation, uid
-from tests.conftest import PYTHON, ROOT, child_env
+from tests.conftest import ROOT
+from tests.test_store_multiprocess import run_workers
 
 WORKER = str(ROOT / "tests" / "_race_worker.py")
 _EDITS = {
@@ -45,37 +43,6 @@ _EDITS = {
 }
 
 
-def run_workers(root: Path, tmp: Path, plans: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    procs, outs = [], []
-    for plan in plans:
-        out = tmp / f"race{plan['worker']}.log"
-        outs.append(out)
-        with open(out, "w") as f:
-            procs.append(
-                subprocess.Popen(
-                    [PYTHON, WORKER, json.dumps({"root": str(root), **plan})],
-                    stdin=subprocess.PIPE, stdout=f, text=True, env=child_env(),
-                )
-            )
-    try:
-        for out, p in zip(outs, procs, strict=True):
-            while '"ready"' not in out.read_text():
-                assert p.poll() is None, f"worker exited early: {out.read_text()}"
-                time.sleep(0.01)
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        for p in procs:
-            assert p.wait(timeout=120) == 0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return [[json.loads(x) for x in out.read_text().splitlines()[1:]] for out in outs]
-
-
 def test_edits_racing_deletes_are_applied_to_a_live_session_or_refused_with_a_typed_error(
     root: Path, tmp_path: Path
 ) -> None:
@@ -86,14 +53,15 @@ def test_edits_racing_deletes_are_applied_to_a_live_session_or_refused_with_a_ty
     common = {"sessions": n, "seconds": 2.0}
     logs = run_workers(
         root,
-        tmp_path,
         [
             {"worker": 0, "role": "churn", **common},
             {"worker": 1, "role": "edit", **common},
             {"worker": 2, "role": "edit", **common},
         ],
+        tmp_path,
+        WORKER,
     )
-    edits = [op for log in logs[1:] for op in log]
+    edits = [op for log in logs[1:] for op in log if op["op"] != "ready"]
     assert all(op.get("ok") or op.get("error") for op in edits)
     refused = [op for op in edits if "error" in op]
     assert {op["error"] for op in refused} <= {"SessionNotFound", "SessionConflict"}
