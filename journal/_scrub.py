@@ -257,6 +257,9 @@ def scrub(store: SessionStore, r: Redactor, actor: str | None = None) -> ScrubRe
             "dictionaries": len(doomed),
             "segments": len(replaced),
             "kinds": dict(sorted(kinds.items())),
+            # A projection whose replay began at an earlier manifest read
+            # records since rewritten, and rebuilds when it meets this event.
+            "gen": j.manifest.generation,
         }
         if actor:
             payload["actor"] = actor

@@ -1008,12 +1008,12 @@ class SessionStore(_Queries):
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
         messages = conversation.messages
-        # Secrets never reach the log (journal/_redact.py): the small objects
-        # here, the messages as they are encoded (only the new ones).
         if metadata.message_count == 0 and messages:
             metadata = attrs.evolve(metadata, message_count=len(messages))
         meta_wire = metadata_to_wire(metadata)
         meta_wire.pop("ck", None)
+        # Secrets never reach the log (journal/_redact.py): the small objects
+        # here, the messages as they are encoded (only the new ones).
         meta_wire, state, context = self._redact_save(
             metadata, meta_wire, state, conversation.context
         )

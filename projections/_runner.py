@@ -39,6 +39,16 @@ _MAX_SNAP = 1 << 30
 _SECRETS_SCRUBBED = int(EventType.SECRETS_SCRUBBED)
 
 
+def _rewritten_at(j: Journal, rec: Record) -> int:
+    """The manifest generation that listed a ``SecretsScrubbed``'s rewritten
+    segments (unknown: larger than any, so the state is rebuilt)."""
+    try:
+        gen = j.decode(rec).get("gen")
+    except (JournalError, AttributeError):
+        gen = None
+    return gen if type(gen) is int else 1 << 62
+
+
 class ProjectionRunner:
     """Feeds records to projections in seq order, up to ``until_seq`` if given.
 
@@ -72,7 +82,10 @@ class ProjectionRunner:
         # Rebuilds from the start (compaction, scrub): derived views keyed by
         # the projections' change counters include it, as those start again.
         self.rebuilds = 0
-        self._scrub_seen = 0  # the last SecretsScrubbed a rebuild has covered
+        # The manifest generation the state's replay began at (-1: unknown, as
+        # for a restored snap): a SecretsScrubbed whose rewrite came later
+        # means the state was built from records since rewritten.
+        self._built_at = -1
 
     # -- replay --------------------------------------------------------------------------
 
@@ -94,20 +107,24 @@ class ProjectionRunner:
                     self.seq = self.ts_ns = 0
                 self.horizon_seq = horizon
             n = 0
+            if self.seq == 0:
+                self._built_at = j.manifest.generation
             until = last if self.until_seq is None else min(last, self.until_seq)
             recent = j.recent_records(self.seq + 1, until)
             records: Iterable[Record] = (
                 recent if recent is not None else j.scan(from_seq=self.seq + 1, until_seq=until)
             )
             for rec in records:
-                if rec.event_type == _SECRETS_SCRUBBED and rec.seq > self._scrub_seen:
-                    self._scrub_seen = rec.seq
-                    if self.seq:
-                        # The records before it were rewritten in place: state
-                        # built from them may hold what was scrubbed.
-                        self._reset()
-                        self.seq = self.ts_ns = 0
-                        return self.catch_up()
+                if (
+                    rec.event_type == _SECRETS_SCRUBBED
+                    and self.seq
+                    and self._built_at < _rewritten_at(j, rec)
+                ):
+                    # The records before it were rewritten in place after this
+                    # state was built from them: it may hold what was scrubbed.
+                    self._reset()
+                    self.seq = self.ts_ns = 0
+                    return self.catch_up()
                 self._apply(rec)
                 n += 1
             self.replayed += n
@@ -227,6 +244,7 @@ class ProjectionRunner:
                 self._reset()
                 return False
             self.seq, self.ts_ns = seq, ts
+            self._built_at = -1  # whoever built the snap, it may predate a scrub
             self.horizon_seq = self.journal.manifest.horizon_seq
             self._persisted = (seq, self.horizon_seq)
             self.restored_from_snapshot = True

@@ -346,6 +346,11 @@ def test_scan_names_every_record_with_secrets_by_seq_kind_and_session_never_the_
     assert not any(secret[:12] in text for secret in SECRETS)
 
 
+def peer_title(root: Path, sid: UUID) -> str:
+    with SessionStore.open(root, readonly=True) as s:
+        return s.get_metadata(sid).title
+
+
 def test_scrub_rewrites_every_secret_out_of_every_byte_and_keeps_everything_else(
     root: Path,
 ) -> None:
@@ -376,7 +381,12 @@ def test_scrub_rewrites_every_secret_out_of_every_byte_and_keeps_everything_else
     # It meets SecretsScrubbed, rebuilds from the rewritten log, and so never
     # writes the secrets back into its snapshots.
     assert peer.get_metadata(ids[0]).title.startswith("renamed [REDACTED:github-token:")
+    assert peer._runner.rebuilds == 1
     peer.close()
+    # A replay that began after the rewrite has nothing to rebuild.
+    with SessionStore.open(root, snapshots=False) as fresh:
+        assert fresh.get_metadata(ids[0]).title == peer_title(root, ids[0])
+        assert fresh._runner.rebuilds == 0
     assert (root / "projections" / "index.snap").exists()
     assert not (root / "quarantine" / "tail.bin").exists()
     assert_no_secret_under(root, dictionaries)
