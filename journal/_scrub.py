@@ -82,6 +82,7 @@ _TEXT_EVENTS = frozenset(
         EventType.SESSION_RENAMED,
         EventType.CHECKPOINT_CREATED,
         EventType.LEGACY_IMPORTED,
+        EventType.SESSION_FORKED,
     }
 )
 

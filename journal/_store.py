@@ -314,12 +314,6 @@ def full_save_payload(
     return _with_blob(payload, msgs)
 
 
-def messages_blob(messages: Sequence[MessageSnapshot]) -> bytes:
-    """The blob ``msgs`` of a save carrying ``messages`` (compressed alone, no
-    dictionary); data msgpack cannot carry is the caller's ``InvalidArgument``."""
-    return _blob(messages_to_wire(messages), "messages")
-
-
 def delta_save_payload(
     base: int, added: int, msgs: bytes, meta_changes: dict[str, Any], actor: str | None = None
 ) -> dict[str, Any]:
@@ -968,6 +962,12 @@ class SessionStore(_Queries):
             if any(a is not b for a, b in zip(clean, messages, strict=True)):
                 raw = _packb(messages_to_wire(clean), "messages")
         return raw
+
+    def _messages_blob(self, messages: Sequence[MessageSnapshot]) -> bytes:
+        """The blob ``msgs`` of a save carrying ``messages`` (compressed alone, no
+        dictionary), their secrets redacted; data msgpack cannot carry is the
+        caller's ``InvalidArgument``."""
+        return blob_of(self._messages_raw(messages))
 
     def _conversation_raw(self, conversation: ConversationSnapshot) -> bytes:
         """The msgpack of a whole conversation (a checkpoint's), secrets redacted."""

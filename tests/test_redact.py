@@ -469,3 +469,18 @@ def test_a_legacy_import_stores_its_sessions_and_checkpoints_redacted(tmp_path: 
     assert ck_state.search_query is not None and ck_state.search_query.startswith("[REDACTED:")
     assert ck_conv.messages[:3] == leaky.messages[:3]
     assert_no_secret_under(tmp_path / "j", [])
+
+
+def test_appended_messages_and_fork_titles_are_redacted(root: Path) -> None:
+    sid = uuid4()
+    with SessionStore.open(root) as s:
+        s.append_messages(sid, [message("hello", 0)], metadata=metadata(sid, f"new {AWS_ID}"))
+        s.append_messages(sid, [_tool_output(f"token {GITHUB}", 1)])
+        fork = s.fork_session(sid, title=f"try {OPENAI}")
+        meta, conv, _ = s.load_session(sid)
+        assert s.get_metadata(fork).title.startswith("try [REDACTED:openai-api-key:")
+        assert s.scan_secrets() == []
+    assert meta.title.startswith("new [REDACTED:aws-access-key-id:")
+    item = conv.messages[1].item
+    assert isinstance(item, FunctionCallOutput) and "[REDACTED:github-token:" in item.output
+    assert_no_secret_under(root, [])
