@@ -493,6 +493,8 @@ def load_key(root: str, *, create: bool) -> bytes | None:
                 )
             return key
         tmp = f"{path}.tmp.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a crash of an earlier process with this pid
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, os.urandom(_KEY_SIZE))

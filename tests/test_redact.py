@@ -484,3 +484,20 @@ def test_appended_messages_and_fork_titles_are_redacted(root: Path) -> None:
     item = conv.messages[1].item
     assert isinstance(item, FunctionCallOutput) and "[REDACTED:github-token:" in item.output
     assert_no_secret_under(root, [])
+
+
+def test_the_key_is_made_once_past_a_crashed_attempt_and_a_damaged_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    from journal import JournalError
+    from journal._redact import load_key
+
+    (tmp_path / f"{KEY_FILE}.tmp.{os.getpid()}").write_bytes(b"half")  # a crash's leftover
+    assert load_key(str(tmp_path), create=False) is None
+    key = load_key(str(tmp_path), create=True)
+    assert key is not None and len(key) == 32
+    assert load_key(str(tmp_path), create=True) == key
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]
+    (tmp_path / KEY_FILE).write_bytes(b"short")
+    with pytest.raises(JournalError, match="remove it"):
+        load_key(str(tmp_path), create=False)
