@@ -75,16 +75,6 @@ _BLOBS: dict[str, _Part] = {
     "msgs": (messages_from_wire, messages_to_wire),
     "conv": (conversation_from_wire, conversation_to_wire),
 }
-_TEXT_EVENTS = frozenset(
-    {
-        EventType.SESSION_SAVED,
-        EventType.TAGS_CHANGED,
-        EventType.SESSION_RENAMED,
-        EventType.CHECKPOINT_CREATED,
-        EventType.LEGACY_IMPORTED,
-        EventType.SESSION_FORKED,
-    }
-)
 
 
 @attrs.frozen
@@ -151,8 +141,8 @@ def _kinds(j: Journal, r: Redactor, rec: Record) -> list[str]:
     ev = upcast(rec.event_type, j.decode(rec))
     if rec.event_type == EventType.DICTIONARY_TRAINED:
         return _dictionary_kinds(r, ev)
-    if rec.event_type not in _TEXT_EVENTS:
-        return []
+    # Every other event, of every type (those of later versions too): any
+    # string in its payload is judged, as ``_clean`` would rewrite it.
     return [kind for _, value, _ in _parts(j, rec, ev) for kind in r.findings(value)]
 
 
