@@ -9,7 +9,7 @@ those segments), which becomes the horizon:
   the save that began the session's current life, so it precedes the
   session's checkpoints as the original did;
 * the live checkpoints' ``CheckpointCreated`` records, verbatim;
-* ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op)
+* ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op),
   ``SessionPurged`` and ``SecretsScrubbed`` (the audit trail of purges
   and scrubs), verbatim;
 * the ``CodexLines`` records of live sessions, verbatim;

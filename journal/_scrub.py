@@ -70,10 +70,17 @@ __all__ = ["ScrubReport", "SecretFinding", "scan", "scrub"]
 # is turned into model objects (to be judged by the same rules as a save) and
 # back. Every other key's value is judged as it is (strings in maps and lists).
 _Part = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 _CONTEXT: _Part = (context_from_wire, context_to_wire)
 _BLOBS: dict[str, _Part] = {
     "msgs": (messages_from_wire, messages_to_wire),
     "conv": (conversation_from_wire, conversation_to_wire),
+    "lines": (_as_is, _as_is),  # CodexLines: a rollout's other lines, as parsed JSON
 }
 
 

@@ -117,6 +117,10 @@ _SESSION_SAVED = int(EventType.SESSION_SAVED)
 FULL_FLOOR = 64 << 10
 
 
+class _Widen(Exception):
+    """Retention cleanup's commit dooms a session whose save lock it does not hold."""
+
+
 class _SegmentSealed(Exception):
     """A dictionary's samples came from a segment that is no longer the active one."""
 
@@ -1286,6 +1290,23 @@ class SessionStore(_Queries):
             isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 0
         ):
             raise InvalidArgument(f"max_count must be an int >= 0, got {max_count!r}")
+        while True:
+            doomed = self._cleanup_once(max_age_days, max_count)
+            if doomed is not None:
+                return doomed
+
+    def _cleanup_once(
+        self, max_age_days: float | None, max_count: int | None
+    ) -> list[UUID] | None:
+        """One try of :meth:`cleanup_old_sessions`; ``None``: try again."""
+        self._sync()
+        with self._runner.lock:
+            wanted = _doomed(self._index.sessions, max_age_days, max_count)
+        # The save locks of the sessions it means to delete: no event of this
+        # process about them shares the group commit, where ``prepare`` would
+        # not see it. If the index as of the commit dooms a session of another
+        # stripe, it tries again with that stripe too.
+        stripes = sorted({hash(sid) % _STRIPES for sid in wanted})
         doomed: list[UUID] = []
 
         def prepare() -> list[Entry]:
@@ -1293,21 +1314,24 @@ class SessionStore(_Queries):
             # and ages are the index's as of this commit.
             self._sync()
             with self._runner.lock:
-                doomed[:] = _doomed(self._index.sessions, max_age_days, max_count)
+                now = _doomed(self._index.sessions, max_age_days, max_count)
+            if any(hash(sid) % _STRIPES not in stripes for sid in now):
+                raise _Widen
+            doomed[:] = now
             return [
                 Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
-                for sid in doomed
+                for sid in now
             ]
 
-        # Every stripe: no event of this process about any session shares the
-        # group commit, where ``prepare`` would not see it.
-        for lock in self._locks:
-            lock.acquire()
+        for i in stripes:
+            self._locks[i].acquire()
         try:
             self._append([], prepare)
+        except _Widen:
+            return None
         finally:
-            for lock in reversed(self._locks):
-                lock.release()
+            for i in reversed(stripes):
+                self._locks[i].release()
         return doomed
 
     def fork_session(

@@ -27,7 +27,7 @@ from journal import (
     SessionStore,
 )
 from tests._race_worker import save, sessions
-from tests._store_worker import conversation, uid
+from tests._store_worker import conversation, metadata, uid
 from tests.conftest import ROOT
 from tests.test_store_multiprocess import run_workers
 
@@ -189,3 +189,33 @@ def test_cleanup_counts_the_sessions_another_process_saved_after_this_one_last_l
         doomed = a.cleanup_old_sessions(max_count=2)
         assert len(doomed) == 1 and ids[1] not in doomed
     assert _count(root, EventType.SESSION_DELETED) == 1
+
+
+def test_cleanup_deletes_a_session_another_process_made_old_between_its_look_and_its_commit(
+    root: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    first = uid("old-1")
+    late = next(
+        u for u in (uid(f"old-2/{k}") for k in range(1000)) if hash(u) % 64 != hash(first) % 64
+    )
+    past = datetime(2000, 1, 1, tzinfo=UTC)
+    with SessionStore.open(root) as a, SessionStore.open(root) as b:
+        a.save_session(first, metadata(first, "old", last_accessed=past),
+                       conversation(first, ["x"]), SessionState())
+        append = a._append
+        calls: list[int] = []
+
+        def meanwhile(entries: Any, prepare: Any = None) -> list[int]:
+            if not calls:  # after a's look, before its commit: b saves an old session
+                b.save_session(late, metadata(late, "late", last_accessed=past),
+                               conversation(late, ["y"]), SessionState())
+            calls.append(1)
+            return append(entries, prepare)
+
+        a._append = meanwhile  # type: ignore[method-assign]
+        doomed = a.cleanup_old_sessions(max_age_days=1)
+        assert sorted(doomed) == sorted([first, late]) and len(calls) == 2  # tried twice
+        assert not a.session_exists(first) and not a.session_exists(late)
+    assert _count(root, EventType.SESSION_DELETED) == 2
