@@ -1,6 +1,31 @@
 """agcx: an event-sourced, append-only journal of AI coding-agent sessions.
 
-The public API is re-exported here; everything else lives in private modules.
+The store (what agents use)::
+
+    from journal import SessionStore
+    with SessionStore.open() as store:          # ~/.agcodex/history
+        store.save_session(sid, metadata, conversation, state)
+        meta, conversation, state = store.load_session(sid)
+
+* ``SessionStore``, ``AsyncSessionStore`` (the same as coroutines, anyio):
+  save, load, list, search, tag, favorite, rename, delete, purge,
+  checkpoints, history (the audit trail), statistics, compact, ``at(when)``
+  (a read-only ``PointInTimeView`` / ``AsyncPointInTimeView`` of the past),
+  import_legacy.
+* The model (what is saved): ``SessionMetadata``, ``ConversationSnapshot``,
+  ``MessageSnapshot``, ``SessionState`` and the items of a conversation
+  (``Message``, ``Reasoning``, ``FunctionCall``, ...; ``item_from_json`` /
+  ``item_to_json`` for Responses-API JSON).
+* Reports: ``StoreStatistics``, ``HistoryEntry``, ``CompactionReport``,
+  ``PurgeReport``, ``ImportReport``, ``RecoverReport``, ``SalvageReport``.
+* Recovery: ``recover(source, target, at=when)`` writes a journal as of a point in
+  time; ``salvage(source, target)`` copies what is readable of a damaged one.
+* The journal core: ``Journal``, ``Record``, ``Entry``, ``EventType``.
+* Errors: every one derives from ``JournalError`` (``SessionNotFound``,
+  ``SessionPurged``, ``InvalidArgument``, ``CorruptJournal``, ...).
+
+``journal.__all__`` lists the whole public API; everything else lives in
+private modules.
 """
 
 import importlib
@@ -21,6 +46,7 @@ from journal._errors import (
     RecordTooLarge,
     SessionConflict,
     SessionNotFound,
+    SessionPurged,
     ThreadDeleted,
     UnsupportedVersion,
 )
@@ -69,6 +95,17 @@ if TYPE_CHECKING:
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportItem, ImportProblem, ImportReport
     from journal._recover import RecoverReport, SalvageReport, recover, salvage
+    from journal._replica_restore import ReplicaReport, recover_from_replica, verify_replica
+    from journal._replicate import (
+        CorruptReplica,
+        ReplicaBusy,
+        ReplicaDiverged,
+        ReplicaError,
+        ReplicationStatistics,
+        Replicator,
+        ReplicaUnavailable,
+        replicate,
+    )
     from journal._scrub import ScrubReport, SecretFinding
     from journal._store import HistoryEntry, PointInTimeView, SessionStore, StoreStatistics
 
@@ -94,7 +131,23 @@ _LAZY = {
     "StoreStatistics": "journal._store",
     "recover": "journal._recover",
     "salvage": "journal._recover",
+    "CorruptReplica": "journal._replicate",
+    "ReplicaBusy": "journal._replicate",
+    "ReplicaDiverged": "journal._replicate",
+    "ReplicaError": "journal._replicate",
+    "ReplicaReport": "journal._replica_restore",
+    "ReplicaUnavailable": "journal._replicate",
+    "ReplicationStatistics": "journal._replicate",
+    "Replicator": "journal._replicate",
+    "recover_from_replica": "journal._replica_restore",
+    "replicate": "journal._replicate",
+    "verify_replica": "journal._replica_restore",
 }
+
+
+def __dir__() -> list[str]:
+    # The public API, the lazily loaded names too (not the module's plumbing).
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:
@@ -119,6 +172,7 @@ __all__ = [
     "ConversationSnapshot",
     "CorruptJournal",
     "CorruptPayload",
+    "CorruptReplica",
     "Durability",
     "EmbeddingCacheState",
     "Entry",
@@ -159,6 +213,13 @@ __all__ = [
     "RecordTooLarge",
     "RecoverReport",
     "RedactionPolicy",
+    "ReplicaBusy",
+    "ReplicaDiverged",
+    "ReplicaError",
+    "ReplicaReport",
+    "ReplicaUnavailable",
+    "ReplicationStatistics",
+    "Replicator",
     "ResponseItem",
     "SalvageReport",
     "ScrubReport",
@@ -166,6 +227,7 @@ __all__ = [
     "SessionConflict",
     "SessionMetadata",
     "SessionNotFound",
+    "SessionPurged",
     "SessionState",
     "SessionStore",
     "StoreStatistics",
@@ -179,5 +241,8 @@ __all__ = [
     "item_from_json",
     "item_to_json",
     "recover",
+    "recover_from_replica",
+    "replicate",
     "salvage",
+    "verify_replica",
 ]

@@ -102,6 +102,8 @@ class CompactionReport:
     live_sessions: int
     live_checkpoints: int
     seconds: float
+    #: Why nothing was (or would be) compacted, when nothing was; else "".
+    note: str = ""
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -139,8 +141,8 @@ class PurgeReport:
 
 
 @contextlib.contextmanager
-def _exclusive(j: Journal, what: str) -> Iterator[None]:
-    with j.rewrite_lock(wait=False) as free:
+def _exclusive(j: Journal, what: str, *, wait: bool = False) -> Iterator[None]:
+    with j.rewrite_lock(wait=wait) as free:
         if not free:
             path = os.path.join(j.root, "COMPACT")
             raise JournalBusy(
@@ -150,21 +152,66 @@ def _exclusive(j: Journal, what: str) -> Iterator[None]:
         yield
 
 
-def plan_cut(j: Journal, retain: timedelta) -> list[SegmentInfo]:
-    """The leading sealed segments whose every record is older than ``now - retain``."""
+def plan_cut(
+    j: Journal, retain: timedelta, *, active_too: bool = False
+) -> list[SegmentInfo]:
+    """The leading sealed segments whose every record is older than ``now - retain``
+    (``active_too``: the active segment counts as sealed, as after ``seal``)."""
+    return _plan_cut(j, retain, active_too)[0]
+
+
+def _plan_cut(j: Journal, retain: timedelta, active_too: bool) -> tuple[list[SegmentInfo], str]:
+    """``plan_cut`` and, when it is empty, why (for the report)."""
     if not isinstance(retain, timedelta) or retain < timedelta(0):
         raise InvalidArgument(f"retain must be a non-negative timedelta, got {retain!r}")
     j.refresh()
     cutoff = time.time_ns() - int(retain.total_seconds() * 1e9)
+    segments = list(j.manifest.segments)
+    if active_too and not segments[-1].sealed:
+        # The active segment as sealing it now would enter it in the manifest.
+        seg = j._snapshot()[0][-1]
+        segments[-1] = SegmentInfo(
+            seg.base_seq, True, seg.first_seq, seg.last_seq, seg.count, seg.first_ts,
+            seg.last_ts, seg.scanned_to,
+        )
     prefix: list[SegmentInfo] = []
-    for s in j.manifest.segments:
+    for s in segments:
         if not s.sealed or (s.count and s.last_ts > cutoff):
             break
         prefix.append(s)
     # Nothing new to fold: the prefix is what the last compaction already wrote.
     if prefix and all(s.file and s.last_seq <= j.manifest.horizon_seq for s in prefix):
-        return []
-    return prefix
+        return [], "the segments older than the retention window are already compacted"
+    if prefix:
+        return prefix, ""
+    first = segments[0]
+    if not first.sealed:
+        return [], (
+            f"every record is in the active segment ({_size(first.length)} of "
+            f"{_size(j.segment_size)}), which is never compacted until it is sealed: "
+            "seal it (`agcx compact --seal`, or seal=True) to compact it now"
+        )
+    if not first.count:
+        return [], "the journal holds no records"
+    age = from_ns(first.last_ts).isoformat(timespec="seconds")
+    return [], (
+        f"the oldest segment holds records newer than the retention window "
+        f"({_retention(retain)}; its newest is from {age}): give a shorter retention"
+    )
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _retention(retain: timedelta) -> str:
+    secs = int(retain.total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs and secs % n == 0:
+            return f"{secs // n}{unit}"
+    return f"{secs}s"
 
 
 def _scan_segments(j: Journal, infos: list[SegmentInfo]) -> Iterator[Record]:
@@ -173,20 +220,34 @@ def _scan_segments(j: Journal, infos: list[SegmentInfo]) -> Iterator[Record]:
         yield from j.scan(from_seq=infos[0].base_seq, until_seq=last)
 
 
-def compact(store: SessionStore, retain: timedelta, *, dry_run: bool = False) -> CompactionReport:
-    """Fold the sealed segments older than ``retain``; see the module docstring."""
+def compact(
+    store: SessionStore,
+    retain: timedelta,
+    *,
+    dry_run: bool = False,
+    seal: bool = False,
+    wait: bool = False,
+) -> CompactionReport:
+    """Fold the sealed segments older than ``retain``; see the module docstring.
+
+    ``seal`` seals the active segment first (a dry run counts it as sealed);
+    ``wait`` waits for a compaction or purge running meanwhile instead of
+    refusing with :class:`journal.JournalBusy`.
+    """
     from journal._store import PointInTimeView, full_save_payload
 
     started = time.perf_counter()
     j = store.journal
-    with _exclusive(j, "compaction"):
+    with _exclusive(j, "compaction", wait=wait):
+        if seal and not dry_run:
+            j.seal_active()
         store._sync()
-        prefix = plan_cut(j, retain)
+        prefix, note = _plan_cut(j, retain, seal and dry_run)
         total_segments = len(j.manifest.segments)
         if not prefix:
             return CompactionReport(
                 dry_run, j.manifest.horizon_seq, _dt(j.manifest.horizon_ts), total_segments,
-                total_segments, 0, 0, 0, 0, 0, 0, time.perf_counter() - started,
+                total_segments, 0, 0, 0, 0, 0, 0, time.perf_counter() - started, note,
             )
         counted = [s for s in prefix if s.count]
         cut = max((s.last_seq for s in counted), default=prefix[-1].base_seq - 1)

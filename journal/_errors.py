@@ -7,6 +7,7 @@ where there is one, what to do about it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "RecordTooLarge",
     "SessionConflict",
     "SessionNotFound",
+    "SessionPurged",
+    "ThreadDeleted",
     "UnsupportedVersion",
 ]
 
@@ -123,6 +126,25 @@ class SessionNotFound(JournalError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "session not found"
+
+
+class SessionPurged(SessionNotFound):
+    """The session was purged: its id stays refused (a tombstone), so a running
+    agent's next save cannot bring the purged content back.
+
+    ``session_id``, ``purge_seq`` and ``purge_ts_ns`` name the purge. To start
+    a new session under the same id, save it with ``reuse_purged=True``.
+    """
+
+    def __init__(self, session_id: UUID, purge_seq: int, purge_ts_ns: int) -> None:
+        self.session_id = session_id
+        self.purge_seq = purge_seq
+        self.purge_ts_ns = purge_ts_ns
+        when = datetime.fromtimestamp(purge_ts_ns / 1e9, UTC).isoformat(timespec="seconds")
+        super().__init__(
+            f"session {session_id} was purged (seq {purge_seq}, {when}); a purged id stays "
+            "purged: save with reuse_purged=True to start a new session under it"
+        )
 
 
 class CheckpointNotFound(JournalError, KeyError):

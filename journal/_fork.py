@@ -319,8 +319,10 @@ def append_messages(
         now = _now_wire()
         base: _Base | None
         if got is None:
-            if metadata is None:
-                raise SessionNotFound(f"no session {sid}")
+            with store._runner.lock:
+                if metadata is None or sid.bytes in store._index.purged:
+                    # A purged id stays purged: no append starts it again.
+                    raise store._not_found(sid)
             wire = metadata_to_wire(metadata)
             wire.pop("ck", None)
             wire |= {"mc": len(messages), "ua": now}

@@ -313,6 +313,12 @@ class Journal:
             max_payload_size = 4 * max_record_size
         if lock_timeout <= 0:
             raise InvalidArgument("lock_timeout must be positive")
+        if os.path.exists(path) and not os.path.isdir(path):
+            # Not an I/O failure to retry: the path names a file.
+            raise InvalidArgument(
+                f"{os.fspath(path)} is a file, not a directory: a journal is a directory "
+                "(give the one the journal is, or is to be, kept in)"
+            )
         j = cls(
             os.fspath(path),
             durability=durability,

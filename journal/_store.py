@@ -45,12 +45,14 @@ from journal._errors import (
     RecordNotFound,
     SessionConflict,
     SessionNotFound,
+    SessionPurged,
 )
 from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
 from journal._format import HEADER_SIZE
 from journal._graph import GRAPH_EVENTS, summarize_graph
 from journal._import import ImportReport, run_legacy_import
 from journal._log import Entry, Journal, from_ns, to_ns
+from journal._merge import STORE_OWNED, merge_metadata, same
 from journal._model import (
     CheckpointMetadata,
     ConversationContext,
@@ -100,6 +102,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
+DEFAULT_RETAIN = timedelta(days=7)  # compaction keeps the last week as it was written
 _STRIPES = 64
 _CONTENT_EVENTS = frozenset(
     {
@@ -127,7 +130,14 @@ class _SegmentSealed(Exception):
 
 @attrs.frozen
 class StoreStatistics:
-    """What the store holds, as of one moment (immutable)."""
+    """What the store holds, as of one moment (immutable).
+
+    ``oldest_session`` and ``newest_session`` are the creation times of the
+    oldest and newest live sessions. ``live_bytes`` are the bytes of the
+    records current state needs; ``reclaimable_bytes`` what ``compact()`` with
+    its default retention would reclaim now (its dry run's
+    ``reclaimed_bytes``; 0 in a point-in-time view).
+    """
 
     total_sessions: int
     total_checkpoints: int
@@ -182,9 +192,9 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
     t = event_type
     if t == EventType.SESSION_SAVED:
         n, base = event.get("n", 0), event.get("base", 0)
-        if base:
-            return f"+{n - base} messages ({n} total)"
-        return f"saved in full ({n} messages)"
+        line = f"+{n - base} messages ({n} total)" if base else f"saved in full ({n} messages)"
+        fields = _saved_fields(event)
+        return f"{line}; {fields}" if fields else line
     if t == EventType.SESSION_DELETED:
         return f"deleted ({event.get('reason', 'user')})"
     if t == EventType.SESSION_PURGED:
@@ -233,6 +243,50 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
     return event_name(t)
 
 
+# The metadata wire keys a save's audit line names, in this order, as the
+# SessionMetadata fields they hold.
+_FIELD_NAMES = {
+    "ti": "title",
+    "tg": "tags",
+    "fv": "is_favorite",
+    "mo": "current_mode",
+    "md": "model",
+    "tc": "turn_count",
+    "ca": "created_at",
+    "ua": "updated_at",
+    "la": "last_accessed",
+    "v": "format_version",
+}
+
+
+def _saved_fields(event: dict[str, Any]) -> str:
+    """The metadata fields a ``SessionSaved`` changed, with their new values
+    (times by name only), and those it changed over a concurrent change."""
+    if "md" in event and isinstance(event["md"], dict):  # schema 2: the changes themselves
+        values: dict[str, Any] = event["md"]
+        keys = list(values)
+    else:
+        meta = event.get("meta")
+        values = meta if isinstance(meta, dict) else {}
+        keys = [k for k in event.get("ch", ()) if isinstance(k, str)]
+    overridden = set(event.get("ov", ()))
+    parts = []
+    for k in [k for k in _FIELD_NAMES if k in keys] + [k for k in keys if k not in _FIELD_NAMES]:
+        if k in STORE_OWNED:
+            continue
+        name, v = _FIELD_NAMES.get(k, k), values.get(k)
+        if k in ("ca", "ua", "la"):
+            part = name
+        elif k == "tg" and isinstance(v, list | tuple):
+            part = f"tags [{', '.join(map(str, v))}]"
+        else:
+            part = f"{name} {v!r}"
+        if k in overridden:
+            part += " (overrode a concurrent change)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
 # -- argument checks ----------------------------------------------------------------------
 
 
@@ -252,7 +306,9 @@ def _check(value: object, cls: type, what: str) -> None:
         raise InvalidArgument(f"{what} must be a {cls.__name__}, got {type(value).__name__}")
 
 
-def _tags(tags: Sequence[object]) -> list[str]:
+def _tags(tags: Sequence[object], verb: str) -> list[str]:
+    if not tags:
+        raise InvalidArgument(f"{verb}() needs at least one tag, e.g. {verb}(session_id, 'bug')")
     out = []
     for t in tags:
         if not isinstance(t, str) or not t:
@@ -336,15 +392,32 @@ def _meta_changes(
 ) -> dict[str, Any] | None:
     """The keys of ``meta_wire`` whose values differ from the metadata the index
     holds for the session, or ``None`` when only the whole map says the same
-    (the index holds none, or keys ``meta_wire`` lacks). Holds the runner lock."""
+    (the index holds none, or keys ``meta_wire`` lacks). Holds the runner lock.
+    (For writers that build the whole map from what they just loaded, as the
+    Codex import does; a save merges instead, journal/_merge.py.)"""
     held = sessions.get(sid.bytes)
     if held is None or not held.keys() <= meta_wire.keys():
         return None
-    return {
-        k: v
-        for k, v in meta_wire.items()
-        if k not in held or type(held[k]) is not type(v) or held[k] != v
-    }
+    return {k: v for k, v in meta_wire.items() if k not in held or not same(held[k], v)}
+
+
+def _delta_head(
+    meta_wire: dict[str, Any], changes: dict[str, Any], conversation_id: UUID
+) -> dict[str, Any]:
+    """How a delta save begins. Schema 2: only the metadata keys whose values
+    changed ("md"), which the session index merges into the map it holds, and
+    no conversation id (a delta's is always its base's). (Schema 1 carried the
+    whole map and the id; the tests write that layout by replacing this.)"""
+    return {"v": 2, "md": changes}
+
+
+def _turn_count(messages: Sequence[MessageSnapshot]) -> int | None:
+    """How many turns the messages' turn indexes say there were (the distinct
+    indexes), or ``None`` when they do not say (every index left at 0)."""
+    turns = {m.turn_index for m in messages}
+    if not turns or turns == {0}:
+        return None
+    return len(turns)
 
 
 def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> bool:
@@ -433,6 +506,10 @@ class _Queries:
         """Apply what was appended since the last look (by any process)."""
         self._runner.catch_up()
 
+    def _reclaimable(self) -> int:
+        """Bytes a compaction with the default retention would reclaim now."""
+        return 0
+
     # -- sessions --------------------------------------------------------------------------
 
     def _metadata(self, sid: bytes) -> SessionMetadata:
@@ -508,8 +585,21 @@ class _Queries:
         self._sync()
         with self._runner.lock:
             if sid.bytes not in self._index.sessions:
-                raise SessionNotFound(f"no session {sid}")
-            return self._metadata(sid.bytes)
+                raise self._not_found(sid)
+            meta = self._metadata(sid.bytes)
+        self._loaded(sid, meta)
+        return meta
+
+    def _loaded(self, sid: UUID, meta: SessionMetadata) -> None:
+        """Hook: the caller was handed ``meta`` as the session's metadata."""
+
+    def _not_found(self, sid: UUID) -> SessionNotFound:
+        """The error for a session that is not live: naming its purge if it was
+        purged. Holds the runner lock."""
+        purged = self._index.purged.get(sid.bytes)
+        if purged is None:
+            return SessionNotFound(f"no session {sid}")
+        return SessionPurged(sid, int(purged[0]), int(purged[1]))
 
     def fork_origin(self, session_id: UUID | str) -> tuple[UUID, int, int] | None:
         """Where a forked session came from: ``(source id, message count at the
@@ -534,7 +624,7 @@ class _Queries:
             self._sync()
             with self._runner.lock:
                 if sid.bytes not in self._index.sessions:
-                    raise SessionNotFound(f"no session {sid}")
+                    raise self._not_found(sid)
                 meta = self._metadata(sid.bytes)
                 seqs = list(self._contents.chains[sid.bytes].seqs)
             try:
@@ -547,6 +637,7 @@ class _Queries:
             conv = ConversationSnapshot(
                 base.conversation_id, base.messages, base.context, base.mode_history
             )
+            self._loaded(sid, meta)
             return meta, conv, base.state
         raise AssertionError("unreachable")
 
@@ -638,12 +729,12 @@ class _Queries:
     def statistics(self) -> StoreStatistics:
         """Sessions, checkpoints, bytes and events, as of now (immutable)."""
         self._sync()
+        reclaimable = self._reclaimable()
         with self._runner.lock:
             js = self._journal.statistics()
             sessions = self._index.sessions
             created = [datetime_from_wire(m["ca"]) for m in sessions.values()]
             live = self._contents.live_bytes() + self._graphs.live_bytes()
-            total = sum(self._stats.bytes.values())
             return StoreStatistics(
                 total_sessions=len(sessions),
                 total_checkpoints=sum(len(c.checkpoints) for c in self._contents.chains.values()),
@@ -657,7 +748,7 @@ class _Queries:
                 records=sum(self._stats.counts.values()),
                 segments=js.segments,
                 live_bytes=live,
-                reclaimable_bytes=max(0, total - live),
+                reclaimable_bytes=reclaimable,
                 last_seq=self._runner.seq,
                 horizon_seq=js.horizon_seq,
                 graph_threads=len(self._graphs.threads),
@@ -715,6 +806,11 @@ class SessionStore(_Queries):
         self._bases: OrderedDict[bytes, _Base] = OrderedDict()
         self._bases_lock = threading.Lock()
         self._trainer = Trainer(level=journal._codec.level)
+        # Per session: the metadata the caller last saved or loaded, the base
+        # of the next save's three-way merge (journal/_merge.py).
+        # (as its wire map once saved: with the counts the store derived).
+        self._meta_bases: dict[bytes, SessionMetadata | dict[str, Any]] = {}
+        self._reclaim_cache: tuple[object, int] | None = None
         self._closed = False
         policy = RedactionPolicy() if redact is None else redact
         self.redaction = policy
@@ -752,7 +848,8 @@ class SessionStore(_Queries):
         ``redact`` is what is redacted before a save is encoded (default:
         :class:`RedactionPolicy()`, on: secret-looking environment variables
         and known credential formats in any text; ``RedactionPolicy.off()``
-        stores text as given). See ``journal._redact``.
+        stores text as given). See :class:`journal.RedactionPolicy` and the
+        README's "Secrets".
         """
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
@@ -813,6 +910,27 @@ class SessionStore(_Queries):
     ) -> None:
         self.close()
 
+    def _loaded(self, sid: UUID, meta: SessionMetadata) -> None:
+        self._meta_bases[sid.bytes] = meta
+
+    def _reclaimable(self) -> int:
+        # Exactly what ``compact()`` would drop: its own dry run, which reads
+        # the segments old enough to compact (a journal without any answers at
+        # once). Its answer depends on those segments only (no record after
+        # them can refer to their dictionaries anew): kept until they change.
+        j = self._journal
+        prefix = _compact.plan_cut(j, DEFAULT_RETAIN)
+        if not prefix:
+            return 0
+        key = (j.manifest.generation, tuple((s.base_seq, s.name, s.count) for s in prefix))
+        hit = self._reclaim_cache
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        # It waits for a compaction or purge running meanwhile.
+        report = _compact.compact(self, DEFAULT_RETAIN, dry_run=True, wait=True)
+        self._reclaim_cache = (key, report.reclaimed_bytes)
+        return report.reclaimed_bytes
+
     # -- appending ------------------------------------------------------------------------
 
     def _lock_for(self, sid: UUID) -> threading.RLock:
@@ -855,7 +973,7 @@ class SessionStore(_Queries):
         self._sync()
         with self._runner.lock:
             if sid.bytes not in self._index.sessions:
-                raise SessionNotFound(f"no session {sid}")
+                raise self._not_found(sid)
             chain = self._contents.chains.get(sid.bytes)
             return chain.born if chain is not None else 0
 
@@ -868,8 +986,8 @@ class SessionStore(_Queries):
         """Append ``entries``, which depend on the session's state, only if under
         the commit lock the session is still in the life the caller saw (and
         ``check`` still passes): otherwise raise ``SessionNotFound`` (deleted
-        meanwhile) or ``SessionConflict`` (deleted and saved again), and nothing
-        is written.
+        meanwhile; ``SessionPurged`` when purged) or ``SessionConflict``
+        (deleted and saved again), and nothing is written.
 
         The session's stripe lock is held from the first look to the commit,
         so no event of this process about the session (each takes the same
@@ -889,6 +1007,8 @@ class SessionStore(_Queries):
                     return None
                 try:
                     now = self._require(sid)
+                except SessionPurged:
+                    raise  # names the purge
                 except SessionNotFound:
                     raise SessionNotFound(
                         f"no session {sid}: another process deleted it meanwhile; "
@@ -953,8 +1073,8 @@ class SessionStore(_Queries):
             return r.screen(obj, raw, obj.context.environment_variables)
         return r.redact(obj)
 
-    def _tags(self, tags: Sequence[object]) -> list[str]:
-        return [self._redact(t) for t in _tags(tags)]
+    def _tags(self, tags: Sequence[object], verb: str) -> list[str]:
+        return [self._redact(t) for t in _tags(tags, verb)]
 
     def _messages_raw(self, messages: Sequence[MessageSnapshot]) -> bytes:
         """The msgpack of ``messages``, secrets redacted: the encoded bytes are
@@ -995,13 +1115,35 @@ class SessionStore(_Queries):
         state: SessionState,
         *,
         actor: str | None = None,
+        reuse_purged: bool = False,
     ) -> int:
         """Save a session; return the seq of its ``SessionSaved`` event.
 
         The event carries only the new messages when ``conversation`` extends
-        what the log holds for the session; otherwise the whole list. The
-        store fills in ``file_size``, ``compression_ratio``, ``checkpoints``
-        and (when left 0) ``message_count``.
+        what the log holds for the session; otherwise the whole list.
+
+        The metadata is merged, not written over: only the fields the caller
+        changed since the metadata it last saved or loaded through this store
+        (``save_session``, ``load_session``, ``get_metadata``) are written, so
+        tags, favorites and renames made meanwhile by others (the command
+        line, another process) stay. A field both changed takes this save's
+        value, and the audit line says so; tags merge as a set (the caller's
+        additions and removals applied to the current tags); of the times
+        ``updated_at`` and ``last_accessed`` the later is kept. A store that
+        has no base for the session (it never saved or loaded it) merges
+        against the metadata as the session's last save left it. The store
+        fills in ``message_count`` (the messages saved), ``turn_count`` when
+        the messages' turn indexes say it, ``file_size``,
+        ``compression_ratio`` and ``checkpoints``.
+
+        ``conversation.id`` must be the session id (or, for a session
+        imported from the legacy store, the conversation id it was imported
+        with), as ``metadata.id`` must.
+
+        A deleted session's id may be saved again (it starts a new session).
+        A purged one's may not: the save raises :class:`journal.SessionPurged`
+        unless ``reuse_purged=True`` says the caller starts a new session
+        under that id knowingly.
         """
         sid = _sid(session_id)
         _check(metadata, SessionMetadata, "metadata")
@@ -1011,18 +1153,46 @@ class SessionStore(_Queries):
             raise InvalidArgument(f"metadata.id {metadata.id} does not match session id {sid}")
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
+        if not isinstance(reuse_purged, bool):
+            raise InvalidArgument(f"reuse_purged must be a bool, got {reuse_purged!r}")
         messages = conversation.messages
-        if metadata.message_count == 0 and messages:
-            metadata = attrs.evolve(metadata, message_count=len(messages))
-        meta_wire = metadata_to_wire(metadata)
-        meta_wire.pop("ck", None)
+        mine = metadata_to_wire(metadata)
+        mine.pop("ck", None)
         # Secrets never reach the log (journal/_redact.py): the small objects
-        # here, the messages as they are encoded (only the new ones).
-        meta_wire, state, context = self._redact_save(
-            metadata, meta_wire, state, conversation.context
+        # here, the messages as they are encoded (only the new ones). The
+        # caller's map is redacted before it is merged: its base (what it last
+        # saved, redacted, or loaded, as stored) and the map the index holds
+        # carry markers too, so the merge compares like with like and a secret
+        # the caller did not change reads as unchanged.
+        mine, state, context = self._redact_save(metadata, mine, state, conversation.context)
+        mine["mc"] = len(messages)
+        turns = _turn_count(messages)
+        if turns is not None:
+            mine["tc"] = turns
+        held_base = self._meta_bases.get(sid.bytes)
+        base_wire = (
+            held_base
+            if held_base is None or isinstance(held_base, dict)
+            else metadata_to_wire(held_base)
         )
         j = self._journal
         sampled: list[bytes] = []  # the new messages' msgpack, for the dictionary
+
+        def merged() -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+            """The map to write, the changed keys for a schema 2 delta (``None``:
+            the session is new) and the audit fields. Holds the runner lock."""
+            if sid.bytes in self._index.purged and not reuse_purged:
+                raise self._not_found(sid)
+            held = self._index.sessions.get(sid.bytes)
+            # Without the caller's own base: the map as the last save left it.
+            base = base_wire if base_wire is not None else self._index.saved.get(sid.bytes)
+            m = merge_metadata(base, mine, held)
+            audit: dict[str, Any] = {}
+            if m.overridden:
+                audit["ov"] = list(m.overridden)
+            if held is None:
+                return m.meta, None, audit
+            return m.meta, {k: m.meta[k] for k in m.changed}, audit | {"ch": list(m.changed)}
 
         def full(dictionary: Dictionary | None) -> Entry:
             raw = self._messages_raw(messages)
@@ -1037,6 +1207,8 @@ class SessionStore(_Queries):
                 actor,
                 blob_of(raw, dictionary),
             )
+            if changes is not None:  # not a new session: name what changed
+                payload |= audit
             return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):
@@ -1046,19 +1218,30 @@ class SessionStore(_Queries):
             self._sync()
             dictionary = self._dictionary()
             with self._runner.lock:
+                meta_wire, changes, audit = merged()
                 chain = self._contents.chains.get(sid.bytes)
                 head = chain.head if chain else 0
                 full_due = (
                     chain is None
+                    or changes is None
                     or chain.delta_bytes >= self.full_ratio * max(chain.full_bytes, FULL_FLOOR)
                     or len(chain.seqs) >= self.max_chain
                 )
-                changes = None if full_due else _meta_changes(self._index.sessions, sid, meta_wire)
             entry: Entry | None = None
+            base: _Base | None = None
+            if conversation.id != sid:
+                # Only a session imported from the legacy store has a
+                # conversation id of its own; it is saved back with it.
+                base = self._base(sid, head) if chain is not None else None
+                if base is None or base.conversation_id != conversation.id:
+                    raise InvalidArgument(
+                        f"conversation.id {conversation.id} does not match session id {sid}"
+                    )
             if not full_due:
                 base = self._base(sid, head)
                 if (
                     base is not None
+                    and changes is not None  # (not full_due says so)
                     # A delta on an empty base has base=0, which reads as a full
                     # save: it must carry context, mode history and state too.
                     and base.messages
@@ -1066,39 +1249,51 @@ class SessionStore(_Queries):
                     and _extends(messages, base.messages)
                 ):
                     entry, raw = self._delta(
-                        sid, base, meta_wire, changes, conversation, context, state, actor,
-                        dictionary,
+                        sid, base, meta_wire, changes, audit, conversation, context, state,
+                        actor, dictionary,
                     )
                     sampled[:] = [raw]
             first = entry if entry is not None else full(dictionary)
             used = first.payload["v"] == 3
 
             def prepare() -> list[Entry] | None:
-                # Under the commit lock, caught up with every process: if the
-                # session changed since we chose the base, write it whole.
-                # Only another process can have changed it (this one's savers
-                # of the session wait for our stripe lock), and only if the
-                # journal adopted another process's change meanwhile.
-                if first is entry and j.foreign_changes != foreign:
+                # Under the commit lock, caught up with every process. Only
+                # another process can have changed the session since we chose
+                # the base and merged the metadata (this one's savers and
+                # metadata events of the session wait for our stripe lock),
+                # and only if the journal adopted another process's change.
+                nonlocal meta_wire, changes, audit
+                dict_ok = not (used and dictionary is not None and dictionary.seq < j.active_base)
+                rebuild = not dict_ok
+                if j.foreign_changes != foreign:
                     self._sync()
                     with self._runner.lock:
+                        now = merged()  # raises if it was purged meanwhile
                         ch = self._contents.chains.get(sid.bytes)
                         now_head = ch.head if ch else 0
-                    if now_head != head:
+                    if now_head != head or (first is entry and now[1] is None):
+                        # The content changed (or the session was deleted): write it whole.
+                        meta_wire, changes, audit = now
                         return [full(self._trainer.current(j.active_base))]
-                if used and dictionary is not None and dictionary.seq < j.active_base:
-                    # Its segment was sealed meanwhile: no new reference to it
-                    # may appear (rule 2 in journal/_dictionary.py).
-                    if first is not entry:
-                        return [full(None)]
-                    assert base is not None
-                    plain, _ = self._delta(
-                        sid, base, meta_wire, changes, conversation, context, state, actor, None
-                    )
-                    return [plain]
-                return None
+                    if not same(now[0], meta_wire) or not same(now[2], audit):
+                        meta_wire, changes, audit = now
+                        rebuild = True
+                if not rebuild:
+                    return None
+                # A dictionary whose segment was sealed meanwhile: no new
+                # reference to it may appear (rule 2 in journal/_dictionary.py).
+                d = dictionary if dict_ok else None
+                if first is not entry:
+                    return [full(d)]
+                assert base is not None and changes is not None
+                delta, _ = self._delta(
+                    sid, base, meta_wire, changes, audit, conversation, context, state, actor, d
+                )
+                return [delta]
 
             seq = self._append([first], prepare)[0]
+            # What the caller saved (counts derived) is its next save's base.
+            self._meta_bases[sid.bytes] = mine
             # The log now holds exactly this at ``seq``; if another process saves
             # the session later, its head moves on and this base is not used.
             self._remember(
@@ -1166,7 +1361,8 @@ class SessionStore(_Queries):
         sid: UUID,
         base: _Base,
         meta_wire: dict[str, Any],
-        meta_changes: dict[str, Any] | None,
+        changes: dict[str, Any],
+        audit: dict[str, Any],
         conversation: ConversationSnapshot,
         context: ConversationContext,
         state: SessionState,
@@ -1175,12 +1371,9 @@ class SessionStore(_Queries):
     ) -> tuple[Entry, bytes]:
         """A delta save and the msgpack of its new messages."""
         n_old = len(base.messages)
-        payload: dict[str, Any] = {"v": 1, "meta": meta_wire, "cid": conversation.id.bytes}
-        if meta_changes is not None:
-            # Schema 2: only the metadata keys whose values changed ("md"),
-            # which the session index merges into the map it holds, and no
-            # conversation id (a delta's is always its base's).
-            payload = {"v": 2, "md": meta_changes}
+        payload = _delta_head(meta_wire, changes, conversation.id)
+        if "ov" in audit:
+            payload["ov"] = audit["ov"]
         raw = self._messages_raw(conversation.messages[n_old:])
         payload |= {"base": n_old, "n": len(conversation.messages)}
         _with_blob(payload, blob_of(raw, dictionary))
@@ -1234,7 +1427,9 @@ class SessionStore(_Queries):
         payload: dict[str, Any] = {"v": 1, "reason": reason}
         if actor:
             payload["actor"] = actor
-        self._edit(sid, [Entry(EventType.SESSION_DELETED, payload, sid)])
+        with self._lock_for(sid):
+            self._edit(sid, [Entry(EventType.SESSION_DELETED, payload, sid)])
+            self._meta_bases.pop(sid.bytes, None)
 
     def _metadata_event(
         self, session_id: UUID | str, etype: EventType, payload: dict[str, Any]
@@ -1243,15 +1438,15 @@ class SessionStore(_Queries):
         self._edit(sid, [Entry(etype, {"v": 1, **payload}, sid)])
 
     def tag(self, session_id: UUID | str, *tags: str) -> None:
-        """Add tags to a session (one ``TagsChanged`` event)."""
+        """Add tags to a session (one ``TagsChanged`` event); at least one tag."""
         self._metadata_event(
-            session_id, EventType.TAGS_CHANGED, {"add": self._tags(tags), "rm": []}
+            session_id, EventType.TAGS_CHANGED, {"add": self._tags(tags, "tag"), "rm": []}
         )
 
     def untag(self, session_id: UUID | str, *tags: str) -> None:
-        """Remove tags from a session (one ``TagsChanged`` event)."""
+        """Remove tags from a session (one ``TagsChanged`` event); at least one tag."""
         self._metadata_event(
-            session_id, EventType.TAGS_CHANGED, {"add": [], "rm": self._tags(tags)}
+            session_id, EventType.TAGS_CHANGED, {"add": [], "rm": self._tags(tags, "untag")}
         )
 
     def set_favorite(self, session_id: UUID | str, flag: bool) -> None:
@@ -1448,11 +1643,23 @@ class SessionStore(_Queries):
     # -- compaction and purge -------------------------------------------------------------
 
     def compact(
-        self, retain: timedelta = timedelta(days=7), *, dry_run: bool = False
+        self, retain: timedelta = DEFAULT_RETAIN, *, dry_run: bool = False, seal: bool = False
     ) -> CompactionReport:
         """Fold sealed segments older than ``retain`` into the minimal events that
-        rebuild the same state; the cut becomes the horizon. See ``journal._compact``.
+        rebuild the same state; the cut becomes the horizon, the earliest point
+        :meth:`at` can show.
+
+        Per live session one full save takes the place of its saves, tags,
+        renames and touches; live checkpoints, purge and import records and
+        the compression dictionaries still used are kept as they are; deleted
+        sessions and superseded events are dropped. Seqs are kept.
+
+        The active segment is never compacted: ``seal=True`` seals it first
+        (a dry run reports as if it were sealed). When nothing is compacted the
+        report's ``note`` says why.
         """
+        if not isinstance(seal, bool):
+            raise InvalidArgument(f"seal must be a bool, got {seal!r}")
         if self._journal.readonly and not dry_run:
             # Refused before anything is written (new segment files, lock file).
             raise ReadOnlyJournal(
@@ -1460,7 +1667,7 @@ class SessionStore(_Queries):
                 "(or use a dry run)"
             )
         try:
-            return _compact.compact(self, retain, dry_run=dry_run)
+            return _compact.compact(self, retain, dry_run=dry_run, seal=seal)
         except OSError as exc:
             raise JournalError(
                 f"compaction stopped by an I/O error ({exc}); the journal is the one before "
@@ -1504,7 +1711,7 @@ class SessionStore(_Queries):
         """Rewrite every secret :meth:`scan_secrets` finds out of the journal:
         each replaced by its marker in place (same seq), dictionaries that may
         hold one dropped, snapshots and quarantined tails removed; then append
-        ``SecretsScrubbed``. See ``journal._scrub``."""
+        ``SecretsScrubbed`` (docs/FORMAT.md)."""
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument("actor must be a string")
         if self._journal.readonly:
@@ -1526,6 +1733,7 @@ class SessionStore(_Queries):
                 self._bases.clear()
             else:
                 self._bases.pop(forget, None)
+                self._meta_bases.pop(forget, None)
                 # The samples may hold the purged session's messages.
                 self._trainer.reset()
         self._sync()
@@ -1563,8 +1771,8 @@ class SessionStore(_Queries):
         (a second run reports it ``already imported``); damaged files are
         reported, never modified; sessions the journal holds with other
         content are skipped, never overwritten. ``dry_run`` writes nothing;
-        ``progress(done, total)`` is called per file. The rules are in
-        ``journal._import``.
+        ``progress(done, total)`` is called per file. A file imported once is
+        never imported again, even when its session was purged since.
         """
         return run_legacy_import(self, path, dry_run=dry_run, progress=progress)
 
@@ -1583,8 +1791,8 @@ class SessionStore(_Queries):
         :meth:`export_codex` writes the rollout back. A second run adds only
         what was appended to a rollout since; damaged lines are reported and
         skipped; rollouts are never modified. ``dry_run`` writes nothing;
-        ``progress(bytes_done, bytes_total)`` is called per file. The rules are
-        in ``journal._codex``.
+        ``progress(bytes_done, bytes_total)`` is called per file. A session
+        deleted, or changed in agcx, since its import takes no new lines.
         """
         return run_codex_import(self, path, dry_run=dry_run, progress=progress)
 

@@ -22,7 +22,10 @@ _SESSION_RENAMED = int(EventType.SESSION_RENAMED)
 _SESSION_TOUCHED = int(EventType.SESSION_TOUCHED)
 _SESSION_FORKED = int(EventType.SESSION_FORKED)
 _SESSION_TRUNCATED = int(EventType.SESSION_TRUNCATED)
-_GONE = frozenset({int(EventType.SESSION_DELETED), int(EventType.SESSION_PURGED)})
+_EDITS = frozenset({_TAGS_CHANGED, _FAVORITE_CHANGED, _SESSION_RENAMED, _SESSION_TOUCHED})
+_SESSION_DELETED = int(EventType.SESSION_DELETED)
+_SESSION_PURGED = int(EventType.SESSION_PURGED)
+_GONE = frozenset({_SESSION_DELETED, _SESSION_PURGED})
 
 # Keys of the metadata wire map (journal._model.metadata_to_wire) this fold edits.
 _TITLE, _TAGS, _FAV, _ACCESSED = "ti", "tg", "fv", "la"
@@ -34,7 +37,11 @@ class SessionIndex:
     The map is the one the last ``SessionSaved`` carried, edited in place by
     later tag, favorite, rename and touch events; the store turns it into a
     ``SessionMetadata`` when asked. ``imports`` remembers the SHA-256 of every
-    legacy file imported, so a second import adds nothing.
+    legacy file imported, so a second import adds nothing. ``purged`` holds
+    the tombstone of every purged id, ``[seq, ts_ns]`` of its last purge,
+    until a save starts a new session under it (the store refuses that
+    unless asked, see ``SessionStore.save_session``). ``saved`` keeps, for a
+    session edited since its last save, the map as that save left it.
 
     Restored from a snap, ``sessions`` stays one packed blob until first
     used, then becomes a :class:`~projections._base.PackedEntries` whose
@@ -43,12 +50,18 @@ class SessionIndex:
     """
 
     name = "index"
-    version = 2  # 2: each session's map packed on its own (decoded on first use)
+    # 2: each session's map packed on its own (decoded on first use); 3: purges
+    version = 3
 
     def __init__(self) -> None:
         self._sessions: dict[bytes, dict[str, Any]] = {}
         self._packed: bytes | None = None  # the snap's sessions, not unpacked yet
         self.imports: dict[str, int] = {}
+        self.purged: dict[bytes, list[int]] = {}
+        # The map as the session's last save left it, for sessions edited since
+        # (tagged, renamed, ...): the base a save merges against when its
+        # caller's own is unknown (journal/_merge.py).
+        self.saved: dict[bytes, dict[str, Any]] = {}
         self.changes = 0  # bumped on every change, so callers can cache derived views
         self.versions: dict[bytes, int] = {}  # per session: ``changes`` when it last changed
 
@@ -74,8 +87,11 @@ class SessionIndex:
         t = rec.event_type
         sid = rec.session
         sessions = self._sessions if self._packed is None else self.sessions
-        if t == _SESSION_SAVED:
-            if "meta" in event or "md" not in event:
+        if t in (_SESSION_SAVED, _SESSION_FORKED):
+            if t == _SESSION_FORKED:
+                meta = dict(event["meta"])
+                meta.pop("ck", None)
+            elif "meta" in event or "md" not in event:
                 # The runner decodes each record afresh for one apply: its map
                 # is this fold's to keep, no copy (nothing else reads it).
                 meta = event["meta"]
@@ -89,13 +105,16 @@ class SessionIndex:
                     return  # its session's full save is not in the log (salvage lost it)
                 meta = {**held, **event["md"]}
             sessions[sid] = meta
-        elif t == _SESSION_FORKED:
-            meta = dict(event["meta"])
-            meta.pop("ck", None)
-            sessions[sid] = meta
+            if self.purged:
+                self.purged.pop(sid, None)
+            if self.saved:
+                self.saved.pop(sid, None)
         elif t in _GONE:
             dict.pop(sessions, sid, None)  # gone: not decoded first if still packed
             self.versions.pop(sid, None)
+            self.saved.pop(sid, None)
+            if t == _SESSION_PURGED:
+                self.purged[sid] = [rec.seq, rec.ts_ns]
         elif t == _LEGACY_IMPORTED:
             self.imports[event["sha256"]] = rec.seq
             return
@@ -104,6 +123,8 @@ class SessionIndex:
             if edited is None:
                 return
             meta = edited
+            if sid not in self.saved and t in _EDITS:
+                self.saved[sid] = dict(meta)
             if t == _TAGS_CHANGED:
                 removed = set(event.get("rm", ()))
                 tags = [x for x in meta.get(_TAGS, ()) if x not in removed]
@@ -125,19 +146,26 @@ class SessionIndex:
     def to_state(self) -> Any:
         # Never unpacked since the restore: written back as it was read.
         packed = self._packed if self._packed is not None else pack_entries(self._sessions, _pack)
-        return {"s": packed, "i": self.imports}
+        return {"s": packed, "i": self.imports, "p": self.purged, "b": self.saved}
 
     def load_state(self, state: Any) -> None:
-        packed, imports = state["s"], state["i"]
-        if type(packed) is not bytes or type(imports) is not dict:
+        packed, imports, purged, saved = state["s"], state["i"], state["p"], state["b"]
+        if type(packed) is not bytes or not all(type(x) is dict for x in (imports, purged, saved)):
             raise TypeError("malformed index state")
         self._sessions = {}
         self._packed = packed
         self.imports = imports
+        self.purged = purged
+        self.saved = saved
         self.changes += 1
 
     def plain_state(self) -> Any:
-        return {"s": dict(self.sessions.items()), "i": self.imports}
+        return {
+            "s": dict(self.sessions.items()),
+            "i": self.imports,
+            "p": self.purged,
+            "b": self.saved,
+        }
 
 
 _SOURCE = "projections/index.snap"

@@ -139,8 +139,14 @@ class Oracle:
         conv: ConversationSnapshot,
         state: SessionState,
     ) -> None:
-        if meta.message_count == 0 and conv.messages:
-            meta = attrs.evolve(meta, message_count=len(conv.messages))
+        # The store derives the counts from the messages (turns: the distinct
+        # turn indexes, unless every one is 0).
+        turns = {m.turn_index for m in conv.messages}
+        meta = attrs.evolve(
+            meta,
+            message_count=len(conv.messages),
+            turn_count=meta.turn_count if turns <= {0} else len(turns),
+        )
         old = self.sessions.get(sid)
         self.sessions[sid] = OracleSession(
             comparable(meta), conv, state, old.checkpoints if old else {}
@@ -269,10 +275,13 @@ def run(plan: dict[str, object]) -> None:
     # This process's idea of each session's conversation: shared ones extend the
     # common base with this process's own messages, so saves of different
     # processes never extend each other.
-    local: dict[UUID, tuple[UUID, list[str]]] = {sid: (uid(f"conv/{sid}"), []) for sid in own}
+    local: dict[UUID, tuple[UUID, list[str]]] = {sid: (sid, []) for sid in own}
     for sid in shared:
-        local[sid] = (uid(f"conv/{sid}"), list(base_keys))
+        local[sid] = (sid, list(base_keys))
     my_tags: dict[UUID, list[str]] = {sid: [] for sid in own + shared}
+    # This process's store's base for each session's metadata merge (what it
+    # last saved or loaded: title and tags), logged with each save for the oracle.
+    bases: dict[UUID, dict[str, object]] = {}
     store = SessionStore.open(
         root,
         lock_timeout=60,
@@ -311,8 +320,10 @@ def run(plan: dict[str, object]) -> None:
                         "title": title,
                         "tags": list(tags),
                         "cursor": i,
+                        "base": bases.get(sid),
                     }
                 )
+                bases[sid] = {"title": title, "tags": list(tags)}
             elif kind.startswith("tag"):
                 tag = f"t{w}.{i}"
                 store.tag(sid, tag)
@@ -331,6 +342,7 @@ def run(plan: dict[str, object]) -> None:
             elif kind.startswith("delete"):
                 actor = f"w{w}.{i}"
                 store.delete_session(sid, actor=actor)
+                bases.pop(sid, None)
                 _say({"op": "delete", "sid": str(sid), "actor": actor})
             else:
                 raise ValueError(f"unknown operation kind {kind!r}")
@@ -338,7 +350,8 @@ def run(plan: dict[str, object]) -> None:
             _say({"op": "notfound", "kind": kind, "sid": str(sid)})
         if sid in shared:
             try:
-                _, conv, state = store.load_session(sid)
+                meta, conv, state = store.load_session(sid)
+                bases[sid] = {"title": meta.title, "tags": list(meta.tags)}
                 seen: object = {
                     "cid": str(conv.id),
                     "keys": [key_of(m) for m in conv.messages],

@@ -63,7 +63,7 @@ def state(cursor: int = 0) -> SessionState:
 async def test_every_store_operation_works_through_the_async_face(
     store: AsyncSessionStore,
 ) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     conv = conversation(cid, ["a", "b"])
     seq = await store.save_session(
         sid, metadata(sid, "Async title", last_accessed=PAST), conv, state(1)
@@ -103,7 +103,7 @@ async def test_every_store_operation_works_through_the_async_face(
     assert await store.cleanup_old_sessions(max_count=0) == [sid]
     assert await store.list_sessions() == []
     other = uuid4()
-    await store.save_session(other, metadata(other, "o"), conversation(uuid4(), []), state())
+    await store.save_session(other, metadata(other, "o"), conversation(other, []), state())
     await store.delete_session(other)
     assert not await store.session_exists(other)
 
@@ -122,7 +122,7 @@ async def test_errors_reach_the_awaiting_task_typed_and_nothing_is_written(
     store: AsyncSessionStore,
 ) -> None:
     sid = uuid4()
-    await store.save_session(sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), state())
+    await store.save_session(sid, metadata(sid, "t"), conversation(sid, ["m"]), state())
     last = store.sync.journal.last_seq
     with pytest.raises(InvalidArgument):
         await store.save_session("not-a-uuid", metadata(sid, "t"), conversation(sid, []), state())
@@ -142,7 +142,7 @@ async def test_errors_reach_the_awaiting_task_typed_and_nothing_is_written(
 async def test_a_readonly_async_store_refuses_writes(root: Path) -> None:
     async with await AsyncSessionStore.open(root, durability="none") as w:
         sid = uuid4()
-        await w.save_session(sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), state())
+        await w.save_session(sid, metadata(sid, "t"), conversation(sid, ["m"]), state())
     async with await AsyncSessionStore.open(root, readonly=True) as r:
         assert await r.session_exists(sid)
         with pytest.raises(ReadOnlyJournal):
@@ -186,7 +186,7 @@ async def test_random_operations_answer_like_the_oracle(root: Path, anyio_backen
                     tags=rng.sample(["p", "q", "r"], rng.randint(0, 2)),
                     last_accessed=PAST + timedelta(days=rng.randint(0, 50)),
                 )
-                conv, st = conversation(uid(f"conv/{sid}"), keys), state(step)
+                conv, st = conversation(sid, keys), state(step)
                 await s.save_session(sid, meta, conv, st)
                 oracle.save(sid, meta, conv, st)
             elif op == "reopen":
@@ -274,7 +274,7 @@ async def test_concurrent_saves_of_one_session_end_as_one_of_them_never_a_mix(
     root: Path,
 ) -> None:
     async with await AsyncSessionStore.open(root, durability="none") as s:
-        sid, cid = uuid4(), uuid4()
+        sid = cid = uuid4()
         base = [f"base{i}" for i in range(4)]
         await s.save_session(sid, metadata(sid, "t"), conversation(cid, base), state())
         saves: dict[int, tuple[tuple[str, ...], int]] = {}
@@ -338,7 +338,7 @@ async def test_a_slow_save_does_not_block_other_tasks(root: Path) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(heartbeat)
             tg.start_soon(release_later)
-            await s.save_session(sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), state())
+            await s.save_session(sid, metadata(sid, "t"), conversation(sid, ["m"]), state())
         assert ticks >= 5
         assert await s.session_exists(sid)
 
@@ -347,7 +347,7 @@ async def test_a_cancelled_save_is_written_whole_or_not_at_all(root: Path) -> No
     fs = GatedSync()
     async with await AsyncSessionStore.open(root, fs=fs) as s:
         sid = uuid4()
-        conv = conversation(uuid4(), ["m1", "m2"])
+        conv = conversation(sid, ["m1", "m2"])
         fs.armed = True
         timer = threading.Timer(0.2, fs.release.set)
         timer.start()
@@ -365,7 +365,7 @@ async def test_a_cancelled_save_is_written_whole_or_not_at_all(root: Path) -> No
 
 async def test_maintenance_runs_through_the_async_face(store: AsyncSessionStore) -> None:
     sid = uuid4()
-    await store.save_session(sid, metadata(sid, "t"), conversation(uuid4(), ["m"]), state())
+    await store.save_session(sid, metadata(sid, "t"), conversation(sid, ["m"]), state())
     assert (await store.compact(timedelta(0), dry_run=True)).dry_run
     assert await store.resolve_point(1) == 1
     report = await store.purge(sid, actor="test")

@@ -109,7 +109,7 @@ def twin(sid: UUID, title: str) -> tuple[SessionMetadata, ConversationSnapshot]:
         timestamp=T0,
         turn_index=0,
     )
-    return meta, ConversationSnapshot(UUID(int=sid.int ^ 1), (msg,))
+    return meta, ConversationSnapshot(sid, (msg,))
 
 
 # -- fixtures -----------------------------------------------------------------------------

@@ -358,6 +358,11 @@ def test_event_payloads_are_the_ones_the_store_itself_writes(tmp_path: Path) -> 
     # Guards against drift between the import's batched events and
     # save_session / create_checkpoint.
     meta, conv, state = rich_metadata(), rich_conversation(), rich_state()
+    # As the store writes them: the session's own conversation id and the
+    # counts of its messages (an import keeps a legacy file's as they are).
+    conv = attrs.evolve(conv, id=SID)
+    turns = len({m.turn_index for m in conv.messages})
+    meta = attrs.evolve(meta, message_count=len(conv.messages), turn_count=turns)
     with SessionStore.open(tmp_path / "j") as s:
         s.save_session(SID, meta, conv, state, actor="agcx import")
         cm = s.create_checkpoint(SID, CID1, conv, state, name="n", description="d")

@@ -45,7 +45,11 @@ from tools._verify import verify
 @contextmanager
 def whole_metadata() -> Iterator[None]:
     """Saves in this block write the whole metadata map (schema 1), as before "md"."""
-    with mock.patch.object(journal._store, "_meta_changes", lambda *a: None):
+    def schema_1(meta: dict[str, Any], changes: dict[str, Any], cid: UUID) -> dict[str, Any]:
+        # As a full save of this build, it names the keys that changed.
+        return {"v": 1, "meta": meta, "cid": cid.bytes, "ch": list(changes)}
+
+    with mock.patch.object(journal._store, "_delta_head", schema_1):
         yield
 
 
@@ -136,16 +140,22 @@ def test_old_layout_journals_load_and_take_new_saves_like_new_ones(
         for k, op in enumerate(ops[:cut]):
             with whole_metadata():
                 d.apply(k, op)
+    # The new one reopened at the cut too: a reopened store has no base of its
+    # own for a save's metadata merge (it merges against the last save's).
+    with open_store(root / "new") as n:
+        dn = Driver(n)
+        for k, op in enumerate(ops[:cut]):
+            dn.apply(k, op)
     with open_store(root / "mixed") as s, open_store(root / "new") as n:
-        d.store = s
+        d.store, dn.store = s, n
         for k, op in enumerate(ops[cut:], cut):
             d.apply(k, op)
-        drive(n, ops, old_layout=False)
+            dn.apply(k, op)
         assert answers(s) == answers(n)
 
 
 def test_a_delta_save_carries_only_the_metadata_keys_that_changed(root: Path) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     keys = [f"m{i}" for i in range(6)]
     meta = metadata(sid, "title", tags=["a"])
     with open_store(root) as s:
@@ -155,23 +165,27 @@ def test_a_delta_save_carries_only_the_metadata_keys_that_changed(root: Path) ->
         s.tag(sid, "b")  # the index now holds tags [a, b]; the next save says [a]
         s.set_favorite(sid, True)
         meta = metadata(sid, "title", tags=["a"], message_count=6, is_favorite=True)
-        # mc and tc changed; tg differs from what the index holds; fv does not.
+        # mc and tc changed; the caller left tg as it saved it (the tag made
+        # meanwhile stays); fv it set as it already is.
         s.save_session(sid, meta, conversation(cid, keys), journal.SessionState())
         full, d1, d2 = saved_events(s.journal)
         assert full["v"] == 1 and "md" not in full and full["cid"] == cid.bytes
-        first = metadata_to_wire(metadata(sid, "title", tags=["a"], message_count=2))
+        first = metadata_to_wire(
+            metadata(sid, "title", tags=["a"], message_count=2, turn_count=2)
+        )
         assert full["meta"] == {k: v for k, v in first.items() if k != "ck"}
         for d in (d1, d2):
             assert d["v"] == 2 and "meta" not in d and "cid" not in d and d["base"] > 0
-        assert d1["md"] == {"mc": 4, "tc": 2}
-        assert d2["md"] == {"mc": 6, "tc": 0, "tg": ["a"]}  # fv was already True
+        # The counts are the conversation's (turn indexes 0..n-1), not the caller's.
+        assert d1["md"] == {"mc": 4, "tc": 4}
+        assert d2["md"] == {"mc": 6, "tc": 6}
         got = s.get_metadata(sid)
-        assert (got.tags, got.is_favorite, got.message_count) == (("a",), True, 6)
+        assert (got.tags, got.is_favorite, got.message_count) == (("a", "b"), True, 6)
         assert s.load_session(sid)[1] == conversation(cid, keys)
 
 
 def test_full_saves_and_sessions_saved_anew_carry_the_whole_map(root: Path) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     with open_store(root, max_chain=2) as s:
         for n in range(1, 6):
             m = metadata(sid, f"t{n}", message_count=n)
@@ -206,7 +220,7 @@ def test_compaction_folds_changed_keys_into_one_whole_map(root: Path) -> None:
                 keys = [f"{sid}/{k}" for k in range(turn * 2)]
                 meta = metadata(sid, f"s{i}", message_count=turn * 2, turn_count=turn)
                 s.save_session(
-                    sid, meta, conversation(UUID(int=i + 1), keys), journal.SessionState()
+                    sid, meta, conversation(sid, keys), journal.SessionState()
                 )
             if turn == 5:
                 s.tag(sids[0], "kept")
@@ -226,7 +240,7 @@ def test_compaction_folds_changed_keys_into_one_whole_map(root: Path) -> None:
 
 
 def test_recovery_to_a_seq_and_verify_read_changed_keys(tmp_path: Path) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     with open_store(tmp_path / "j") as s:
         for n in range(1, 8):
             m = metadata(sid, "t", message_count=n, turn_count=n)
@@ -255,7 +269,7 @@ def test_changed_keys_without_the_sessions_full_save_are_ignored(root: Path) -> 
             s.load_session(sid)
         other = uuid4()
         s.save_session(
-            other, metadata(other, "x"), conversation(uuid4(), ["a"]), journal.SessionState()
+            other, metadata(other, "x"), conversation(other, ["a"]), journal.SessionState()
         )
         s.journal.seal_active()
         s.compact(retain=timedelta(0))
@@ -269,7 +283,7 @@ def test_verify_reports_changed_keys_that_are_not_a_map(root: Path) -> None:
     sid = uuid4()
     with open_store(root) as s:
         s.save_session(
-            sid, metadata(sid, "x"), conversation(uuid4(), ["a"]), journal.SessionState()
+            sid, metadata(sid, "x"), conversation(sid, ["a"]), journal.SessionState()
         )
     with Journal.open(root) as j:
         j.append(
@@ -294,7 +308,7 @@ def test_a_schema_newer_than_this_build_is_refused() -> None:
 
 
 def test_a_load_reads_its_chain_once_and_leaves_the_gc_as_it_was(root: Path) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     with open_store(root) as s:
         for n in range(1, 20):
             m = metadata(sid, "t", message_count=n)
@@ -327,7 +341,7 @@ def test_a_load_reads_its_chain_once_and_leaves_the_gc_as_it_was(root: Path) -> 
 
 
 def test_a_load_that_meets_damage_raises_and_leaves_the_gc_enabled(root: Path) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     with open_store(root) as s:
         for n in range(1, 4):
             conv = conversation(cid, [str(i) for i in range(n)])

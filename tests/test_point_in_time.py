@@ -88,7 +88,7 @@ class Driver:
                     new = [*old, *(self._message(s) for _ in range(op[3]))]
                 else:
                     new = [*old[:-1], *(self._message(s) for _ in range(op[3]))]
-                conv = self.convs.setdefault(s, UUID(int=0xC0_0000 + s))
+                conv = self.convs.setdefault(s, sid)
                 meta = SessionMetadata(
                     id=sid,
                     title=f"session {s}",
@@ -179,13 +179,16 @@ def build(root: Path, ops: list[Op]) -> tuple[SessionStore, dict[int, Any]]:
     """Apply ``ops`` to a store at ``root`` and to a fresh oracle; the oracle's answers by seq."""
     store = open_store(root / "store")
     oracle = open_store(root / "oracle")
-    snapshots = {0: answers(oracle)}
+    # Read through a view: a load would make the oracle's next save merge
+    # against what it loaded (journal/_merge.py), unlike the store's.
+    snapshots = {0: answers(oracle.at(0))}
     d_store, d_oracle = Driver(store), Driver(oracle)
     for k, op in enumerate(ops):
         applied = d_store.apply(k, op)
         assert d_oracle.apply(k, op) == applied
         if applied:
-            snapshots[oracle.journal.last_seq] = answers(oracle)
+            seq = oracle.journal.last_seq
+            snapshots[seq] = answers(oracle.at(seq))
     oracle.close()
     assert store.journal.last_seq == max(snapshots)
     return store, snapshots

@@ -98,7 +98,7 @@ def save(store: SessionStore, sid: UUID, n: int, title: str = "t") -> None:
         for i in range(n)
     )
     meta = SessionMetadata(id=sid, title=title, created_at=T0, updated_at=T0, last_accessed=T0)
-    store.save_session(sid, meta, ConversationSnapshot(UUID(int=sid.int + 1), msgs), SessionState())
+    store.save_session(sid, meta, ConversationSnapshot(sid, msgs), SessionState())
 
 
 # -- recover ------------------------------------------------------------------------------

@@ -288,6 +288,40 @@ def test_untagging_a_redacted_tag_removes_it(root: Path) -> None:
         assert s.get_metadata(sid).tags == ("plain",)
 
 
+def test_a_save_merges_its_redacted_metadata_so_an_unchanged_secret_keeps_others_changes(
+    root: Path,
+) -> None:
+    # The agent keeps saving its own metadata, secret and all; meanwhile the
+    # session is renamed and tagged elsewhere. The stored map holds markers,
+    # so only a merge of the caller's map redacted compares like with like,
+    # whether its base is what it saved or what it loaded (as stored).
+    sid = uuid4()
+    mine = metadata(sid, f"deploy with {GITHUB}", tags=[AWS_ID])
+    conv = conversation(sid, ["a"])
+    events = []
+    with SessionStore.open(root) as person:
+        with SessionStore.open(root) as agent:
+            agent.save_session(sid, mine, conv, SessionState())
+            person.tag(sid, "prod")
+            seq = agent.save_session(sid, mine, conv, SessionState())
+            events.append(agent.journal.decode(agent.journal.read(seq)))
+        with SessionStore.open(root) as restarted:
+            restarted.load_session(sid)  # the agent's own map: its tags as loaded
+            person.rename(sid, "deploy")
+            person.tag(sid, "urgent")
+            mine = metadata(sid, f"deploy with {GITHUB}", tags=[AWS_ID, "prod"])
+            seq = restarted.save_session(sid, mine, conv, SessionState())
+            events.append(restarted.journal.decode(restarted.journal.read(seq)))
+        meta = person.get_metadata(sid)
+    assert meta.title == "deploy"
+    assert meta.tags[0].startswith("[REDACTED:aws-access-key-id:")
+    assert meta.tags[1:] == ("prod", "urgent")
+    for ev in events:
+        assert "ov" not in ev
+        assert not {"ti", "tg"} & set(ev.get("md", ev.get("ch", ())))
+    assert_no_secret_under(root, [])
+
+
 def test_with_redaction_off_text_is_stored_as_given(root: Path) -> None:
     sid = uuid4()
     with SessionStore.open(root, redact=RedactionPolicy.off()) as s:

@@ -64,7 +64,7 @@ def state(cursor: int = 0) -> SessionState:
 def new_session(s: SessionStore, n_messages: int = 2, **meta: Any) -> UUID:
     sid = uuid4()
     keys = [f"{sid}/{i}" for i in range(n_messages)]
-    s.save_session(sid, metadata(sid, "a session", **meta), conversation(uuid4(), keys), state())
+    s.save_session(sid, metadata(sid, "a session", **meta), conversation(sid, keys), state())
     return sid
 
 
@@ -93,6 +93,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "ConversationSnapshot",
         "CorruptJournal",
         "CorruptPayload",
+        "CorruptReplica",
         "Durability",
         "EmbeddingCacheState",
         "Entry",
@@ -133,6 +134,13 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "RecordTooLarge",
         "RecoverReport",
         "RedactionPolicy",
+        "ReplicaBusy",
+        "ReplicaDiverged",
+        "ReplicaError",
+        "ReplicaReport",
+        "ReplicaUnavailable",
+        "ReplicationStatistics",
+        "Replicator",
         "ResponseItem",
         "SalvageReport",
         "ScrubReport",
@@ -140,6 +148,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "SessionConflict",
         "SessionMetadata",
         "SessionNotFound",
+        "SessionPurged",
         "SessionState",
         "SessionStore",
         "StoreStatistics",
@@ -153,7 +162,10 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "item_from_json",
         "item_to_json",
         "recover",
+        "recover_from_replica",
+        "replicate",
         "salvage",
+        "verify_replica",
     ]
 
 
@@ -202,13 +214,18 @@ def test_any_session_round_trips_and_the_store_owns_sizes_and_checkpoints(
     meta: SessionMetadata,
 ) -> None:
     root = tmp_path_factory.mktemp("rt")
+    conv = attrs.evolve(conv, id=meta.id)
     with SessionStore.open(root, durability="none") as s:
         s.save_session(meta.id, meta, conv, st_)
         got, conv2, st2 = s.load_session(meta.id)
     assert (conv2, st2) == (conv, st_)
-    count = meta.message_count or len(conv.messages)
+    # The counts are the conversation's: every message, every turn index (when set).
+    turns = {m.turn_index for m in conv.messages}
+    counts = {"message_count": len(conv.messages)}
+    if turns - {0}:
+        counts["turn_count"] = len(turns)
     assert attrs.evolve(got, file_size=0, compression_ratio=1.0) == attrs.evolve(
-        meta, message_count=count, file_size=0, compression_ratio=1.0, checkpoints=()
+        meta, **counts, file_size=0, compression_ratio=1.0, checkpoints=()
     )
     assert got.file_size > 0 and got.compression_ratio > 0
     with SessionStore.open(root, readonly=True) as r:
@@ -223,7 +240,7 @@ def test_first_messages_after_an_empty_save_keep_context_mode_history_and_state(
     # mode history and state: the load returned their defaults.
     sid = uuid4()
     empty = ConversationSnapshot(
-        uuid4(), (), ConversationContext(working_directory="/w"), [(OperatingMode.REVIEW, T0)]
+        sid, (), ConversationContext(working_directory="/w"), [(OperatingMode.REVIEW, T0)]
     )
     store.save_session(sid, metadata(sid, "t"), empty, state(7))
     first = attrs.evolve(empty, messages=[message("hello")])
@@ -235,7 +252,7 @@ def test_first_messages_after_an_empty_save_keep_context_mode_history_and_state(
 
 
 def test_a_delta_carries_only_what_changed_and_loads_back_whole(store: SessionStore) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     keys = ["m0", "m1", "m2"]
     conv = conversation(cid, keys)
     store.save_session(sid, metadata(sid, "t"), conv, state(1))
@@ -257,8 +274,8 @@ def test_a_delta_carries_only_what_changed_and_loads_back_whole(store: SessionSt
     assert store.load_session(sid)[1:] == (conv3, state(2))
     assert [h.summary for h in store.history(sid)] == [
         "saved in full (3 messages)",
-        "+1 messages (4 total)",
-        "+1 messages (5 total)",
+        "+1 messages (4 total); turn_count 4",  # the messages' turn indexes say so
+        "+1 messages (5 total); turn_count 5",
     ]
 
 
@@ -272,7 +289,7 @@ def test_saving_turn_500_appends_about_what_saving_turn_1_did(root: Path) -> Non
     def run(max_chain: int) -> tuple[list[int], int]:
         path = root / f"chain{max_chain}"
         with SessionStore.open(path, durability="none", max_chain=max_chain) as s:
-            sid, cid = uuid4(), uuid4()
+            sid = cid = uuid4()
             msgs: list[MessageSnapshot] = []
             per_save = []
             longest_chain = 0
@@ -298,7 +315,7 @@ def test_saving_turn_500_appends_about_what_saving_turn_1_did(root: Path) -> Non
 
 def test_a_short_max_chain_bounds_the_records_a_load_reads(root: Path) -> None:
     with SessionStore.open(root, durability="none", max_chain=3, segment_size=4096) as s:
-        sid, cid = uuid4(), uuid4()
+        sid = cid = uuid4()
         keys: list[str] = []
         for i in range(40):
             keys.append(f"k{i}")
@@ -703,10 +720,10 @@ def test_a_delete_or_purge_and_a_delta_save_of_one_session_never_share_a_commit(
     fs = GatedSync()
     with SessionStore.open(root, fs=fs) as s:
         young = new_session(s, last_accessed=datetime.now(UTC))
-        # The touch below holds young's save lock through its stalled commit:
-        # old must not share it, or the remover waits behind that commit too.
-        old = next(u for u in iter(uuid4, None) if hash(u) % 64 != hash(young) % 64)
-        conv = conversation(uuid4(), ["m0"], workdir="/kept")
+        # The touch below holds young's save lock through its stalled commit
+        # (metadata events of a session wait for its saves): old takes another.
+        old = next(u for u in iter(uuid4, None) if s._lock_for(u) is not s._lock_for(young))
+        conv = conversation(old, ["m0"], workdir="/kept")
         s.save_session(old, metadata(old, "old", last_accessed=PAST), conv, state(3))
         fs.armed = True
         leader = threading.Thread(target=s.touch, args=(young,))
@@ -721,8 +738,11 @@ def test_a_delete_or_purge_and_a_delta_save_of_one_session_never_share_a_commit(
         while not s.journal._queue and time.monotonic() < deadline:
             time.sleep(0.001)
         longer = attrs.evolve(conv, messages=(*conv.messages, message("m1", 1)))
+        # After a purge only a save that starts a new session under the id is taken.
         saver = threading.Thread(
-            target=s.save_session, args=(old, metadata(old, "old"), longer, state(3))
+            target=s.save_session,
+            args=(old, metadata(old, "old"), longer, state(3)),
+            kwargs={"reuse_purged": remove == "purge"},
         )
         saver.start()
         time.sleep(0.2)  # time for the save to queue behind the delete, were it allowed to
@@ -737,7 +757,7 @@ def test_a_delete_or_purge_and_a_delta_save_of_one_session_never_share_a_commit(
 
 
 def test_threads_saving_one_session_end_as_one_of_the_saves(store: SessionStore) -> None:
-    sid, cid = uuid4(), uuid4()
+    sid = cid = uuid4()
     base = [f"base{i}" for i in range(5)]
     store.save_session(sid, metadata(sid, "t"), conversation(cid, base), state())
     saves: dict[int, tuple[tuple[str, ...], int]] = {}
@@ -893,7 +913,7 @@ def test_reopening_restores_the_snapshot_and_replays_only_the_tail(root: Path) -
 
 def test_open_replays_nothing_however_long_the_log(root: Path) -> None:
     with SessionStore.open(root, durability="none") as s:
-        sid, cid = uuid4(), uuid4()
+        sid = cid = uuid4()
         keys: list[str] = []
         for i in range(1500):
             keys.append(f"m{i}")

@@ -94,7 +94,7 @@ def seed_shared(store: SessionStore, shared: list[UUID], base_keys: list[str]) -
     """The parent's saves of the shared sessions' common base, as log lines."""
     log = []
     for sid in shared:
-        cid = uid(f"conv/{sid}")
+        cid = sid
         seq = store.save_session(
             sid, metadata(sid, "base"), conversation(cid, base_keys), SessionState()
         )
@@ -152,21 +152,39 @@ def assign_seqs(root: Path, ops: Log) -> list[tuple[int, dict[str, Any]]]:
     return sorted(out, key=lambda x: x[0])
 
 
+def merged(mine: Any, base: Any, held: Any) -> Any:
+    """A save's value of one metadata field: the caller's if it changed it
+    since its base, else the one held; tags merge as a set when both changed."""
+    if mine == base:
+        return held
+    if held in (base, mine) or not isinstance(mine, list):
+        return mine
+    out = [x for x in held if x in mine or x not in base]
+    return out + [x for x in mine if x not in base and x not in out]
+
+
 def replay(ops: list[tuple[int, dict[str, Any]]]) -> dict[UUID, dict[str, Any]]:
     """The oracle: apply the operations in seq order to plain dictionaries."""
     sessions: dict[UUID, dict[str, Any]] = {}
+    last_saved: dict[UUID, dict[str, Any]] = {}  # title and tags as the last save left them
     for _, op in ops:
         sid = UUID(op["sid"])
         s = sessions.get(sid)
         kind = op["op"]
         if kind == "save":
+            title, tags = op["title"], list(op["tags"])
+            if s is not None:  # merged against the saver's base (or the last save's)
+                base = op.get("base") or last_saved[sid]
+                title = merged(title, base["title"], s["title"])
+                tags = merged(tags, base["tags"], s["tags"])
             sessions[sid] = {
                 "cid": UUID(op["cid"]),
                 "keys": op["keys"],
-                "title": op["title"],
-                "tags": list(op["tags"]),
+                "title": title,
+                "tags": list(tags),
                 "cursor": op["cursor"],
             }
+            last_saved[sid] = {"title": title, "tags": list(tags)}
         elif s is None:
             continue  # acknowledged, but the session was deleted meanwhile: no effect
         elif kind == "delete":

@@ -23,6 +23,7 @@ from journal import (
     Journal,
     SessionConflict,
     SessionNotFound,
+    SessionPurged,
     SessionState,
     SessionStore,
 )
@@ -125,22 +126,26 @@ def _count(root: Path, t: EventType) -> int:
         return sum(1 for r in j.scan() if r.event_type == t)
 
 
-@pytest.mark.parametrize("again", [False, True], ids=["deleted", "deleted-and-saved-again"])
+@pytest.mark.parametrize("meanwhile", ["deleted", "deleted-and-saved-again", "purged"])
 @pytest.mark.parametrize("edit", ["tag", "rename", "favorite", "touch", "checkpoint", "delete"])
 def test_an_edit_of_a_session_another_process_deletes_before_the_commit_writes_nothing(
-    root: Path, edit: str, again: bool
+    root: Path, edit: str, meanwhile: str
 ) -> None:
     (sid,) = sessions(1)
+    again = meanwhile == "deleted-and-saved-again"
     with SessionStore.open(root) as a, SessionStore.open(root) as b:
         save(a, sid, 0)
         before = [r.seq for r in a.journal.scan()]
 
-        def meanwhile() -> None:
+        def other() -> None:
+            if meanwhile == "purged":
+                b.purge(sid)
+                return
             b.delete_session(sid)
             if again:
                 save(b, sid, 1)
 
-        _interleave(a, meanwhile)
+        _interleave(a, other)
         ops = {
             "tag": lambda: a.tag(sid, "x"),
             "rename": lambda: a.rename(sid, "x"),
@@ -151,11 +156,24 @@ def test_an_edit_of_a_session_another_process_deletes_before_the_commit_writes_n
             ),
             "delete": lambda: a.delete_session(sid),
         }
-        with pytest.raises(SessionConflict if again else SessionNotFound) as info:
+        expected = {
+            "deleted": SessionNotFound,
+            "deleted-and-saved-again": SessionConflict,
+            "purged": SessionPurged,  # naming the purge, not "deleted meanwhile"
+        }[meanwhile]
+        with pytest.raises(expected) as info:
             ops[edit]()
         assert str(sid) in str(info.value)
-        written = [r.seq for r in a.journal.scan()]
-        assert len(written) == len(before) + (2 if again else 1)  # b's events only
+        if meanwhile == "deleted":
+            assert not isinstance(info.value, SessionPurged)
+        written = [r for r in a.journal.scan()]
+        if meanwhile == "purged":
+            # Only the purge's own mark names the session.
+            assert [r.event_type for r in written if r.session == sid.bytes] == [
+                EventType.SESSION_PURGED
+            ]
+        else:
+            assert len(written) == len(before) + (2 if again else 1)  # b's events only
         if again:
             assert a.get_metadata(sid).title == "life 1"
             assert a.get_metadata(sid).tags == ()

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 from journal import (
     CheckpointNotFound,
     ConversationSnapshot,
+    InvalidArgument,
     Journal,
     MessageSnapshot,
     SessionMetadata,
@@ -177,7 +178,7 @@ class SessionStoreMachine(RuleBasedStateMachine):
     def new_session(self, data: st.DataObject) -> UUID:
         sid = uuid4()
         conv = ConversationSnapshot(
-            uuid4(),
+            sid,
             data.draw(SOME_MESSAGES),
             data.draw(CONTEXTS),
             data.draw(MODE_HISTORIES),
@@ -189,7 +190,7 @@ class SessionStoreMachine(RuleBasedStateMachine):
     def save_extending_the_conversation(self, sid: UUID, data: st.DataObject) -> None:
         cur = self.oracle.sessions.get(sid)
         if cur is None:  # saving a deleted session creates it again
-            conv = ConversationSnapshot(uuid4(), data.draw(MESSAGES))
+            conv = ConversationSnapshot(sid, data.draw(MESSAGES))
             meta, state = data.draw(session_metadata(sid)), SessionState()
         else:
             new: list[MessageSnapshot] = data.draw(MESSAGES)
@@ -212,16 +213,19 @@ class SessionStoreMachine(RuleBasedStateMachine):
     @rule(sid=sessions, data=st.data())
     def save_rewriting_the_conversation(self, sid: UUID, data: st.DataObject) -> None:
         cur = self.oracle.sessions.get(sid)
-        old = cur.conversation if cur else ConversationSnapshot(uuid4())
+        old = cur.conversation if cur else ConversationSnapshot(sid)
         how = data.draw(st.sampled_from(["truncate", "replace", "new id"]))
         if how == "truncate":
             keep = data.draw(st.integers(0, max(0, len(old.messages) - 1)))
             conv = attrs.evolve(old, messages=(*old.messages[:keep], *data.draw(MESSAGES)))
         elif how == "replace":
             conv = attrs.evolve(old, messages=data.draw(MESSAGES))
-        else:  # same messages, another conversation: not a delta either
+        else:  # same messages, another conversation id: refused
             conv = attrs.evolve(old, id=uuid4())
         meta = cur.meta if cur else data.draw(session_metadata(sid))
+        if conv.id != sid:
+            self.refused(InvalidArgument, self.s.save_session, sid, meta, conv, SessionState())
+            return
         self.save(sid, meta, conv, data.draw(STATES))
 
     @rule(sid=sessions)
@@ -249,6 +253,9 @@ class SessionStoreMachine(RuleBasedStateMachine):
             "rename": (s.rename, [title]),
             "touch": (s.touch, []),
         }[how]
+        if how in ("tag", "untag") and not tags:  # nothing to change: refused
+            self.refused(InvalidArgument, call, sid)
+            return
         if sid not in oracle.sessions:
             self.refused(SessionNotFound, call, sid, *args)
             return

@@ -169,7 +169,7 @@ def fill(store: SessionStore, now: datetime | None = None) -> DemoFacts:
     state = SessionState()
 
     # 1. A bug fix over two turns (delta saves), tagged, later a favorite.
-    fix, fix_conv = uuid4(), uuid4()
+    fix = fix_conv = uuid4()
     t0 = now - timedelta(days=9, hours=3)
     c = _Conversation(t0)
     c.user("The retry tests fail on CI since yesterday. Can you find out why?")
@@ -198,7 +198,7 @@ def fill(store: SessionStore, now: datetime | None = None) -> DemoFacts:
     store.set_favorite(fix, True)
 
     # 2. A feature, planned then built, with a checkpoint and a rename.
-    feat, feat_conv = uuid4(), uuid4()
+    feat = feat_conv = uuid4()
     t1 = now - timedelta(days=5, hours=6)
     c = _Conversation(t1)
     c.user("Add a --json flag to the export command.")
@@ -230,7 +230,7 @@ def fill(store: SessionStore, now: datetime | None = None) -> DemoFacts:
     store.untag(feat, "wip")
 
     # 3. An old exploration nobody opened for six weeks: retention deletes it.
-    old, old_conv = uuid4(), uuid4()
+    old = old_conv = uuid4()
     t2 = now - timedelta(days=44)
     c = _Conversation(t2)
     c.user("How is the segment header laid out?")
@@ -249,7 +249,7 @@ def fill(store: SessionStore, now: datetime | None = None) -> DemoFacts:
     )
 
     # 4. A review from yesterday.
-    rev, rev_conv = uuid4(), uuid4()
+    rev = rev_conv = uuid4()
     t3 = now - timedelta(days=1, hours=2)
     c = _Conversation(t3)
     c.user("Review the compaction horizon change before I merge it.")

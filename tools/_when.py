@@ -5,9 +5,10 @@ A WHEN is one of
 * an RFC 3339 time **with** a zone: ``2024-05-01T10:42:00Z``,
   ``2024-05-01 10:42+02:00`` (a time without a zone is refused, never guessed);
 * ``seq:N``: the point just after the record with seq N;
-* a relative time: ``now``, ``90s ago``, ``30m ago``, ``2h ago``, ``7d ago``, ``2w ago``.
+* a relative time: ``now``, ``90s ago``, ``30m ago``, ``1h30m ago``, ``7d ago``, ``2w ago``.
 
-A DURATION (``compact --retain``) is ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``.
+A DURATION (``compact --retain``) is ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or a sum
+such as ``1h30m`` or ``1d 12h``.
 """
 
 from __future__ import annotations
@@ -41,22 +42,38 @@ _UNITS = {
     "week": 7 * 86400,
     "weeks": 7 * 86400,
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s+ago\s*$")
+# One or more number-unit parts: 90s, 1.5h, 1h30m, 1d 12h.
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
+_DURATION = re.compile(r"^\s*((?:\d+(?:\.\d+)?\s*[a-z]+\s*)+)$")
+_RELATIVE = re.compile(r"^\s*((?:\d+(?:\.\d+)?\s*[a-z]+\s*)+?)\s+ago\s*$")
 _SEQ = re.compile(r"^\s*seq:(\d+)\s*$")
 
 when_help = (
     "WHEN is an RFC 3339 time with a zone (2024-05-01T10:42:00Z, 2024-05-01 10:42+02:00), "
-    "seq:N (just after the record with seq N), or a relative time (now, 30m ago, 2h ago, 7d ago)"
+    "seq:N (just after the record with seq N), or a relative time (now, 30m ago, 1h30m ago, 7d ago)"
 )
 
 
 def parse_duration(text: str) -> timedelta:
     """``7d`` -> 7 days; raises :class:`UsageError` for anything else."""
     m = _DURATION.match(text.lower())
-    if not m or m.group(2) not in _UNITS:
-        raise UsageError(f"bad duration {text!r}: use a number and a unit, e.g. 90s, 30m, 12h, 7d")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = _seconds(m.group(1)) if m else None
+    if seconds is None:
+        raise UsageError(
+            f"bad duration {text!r}: use numbers and units, e.g. 90s, 30m, 1h30m, 12h, 7d"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _seconds(parts: str) -> float | None:
+    """The seconds ``1h30m`` (one or more number-unit parts) stands for; None if
+    a unit is unknown."""
+    total = 0.0
+    for number, unit in _PART.findall(parts):
+        if unit not in _UNITS:
+            return None
+        total += float(number) * _UNITS[unit]
+    return total
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime | int:
@@ -70,9 +87,11 @@ def parse_when(text: str, now: datetime | None = None) -> datetime | int:
         return now
     m = _RELATIVE.match(lowered)
     if m:
-        if m.group(2) not in _UNITS:
-            raise UsageError(f"bad time {text!r}: unknown unit {m.group(2)!r} (use s, m, h, d, w)")
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        seconds = _seconds(m.group(1))
+        if seconds is None:
+            units = [u for _, u in _PART.findall(m.group(1)) if u not in _UNITS]
+            raise UsageError(f"bad time {text!r}: unknown unit {units[0]!r} (use s, m, h, d, w)")
+        return now - timedelta(seconds=seconds)
     raw = text.strip()
     if raw.endswith(("z", "Z")):
         raw = raw[:-1] + "+00:00"

@@ -65,6 +65,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instead: LangGraph checkpoints, JournalSaver vs AsyncSqliteSaver on one graph "
         "workload (needs the langgraph extra)",
     )
+    parser.add_argument(
+        "--replication",
+        action="store_true",
+        help="only the replication phase: save phase with and without agcx replicate, lag, "
+        "bytes uploaded, recover --from (docs/REPLICATION.md)",
+    )
+    parser.add_argument(
+        "--replica-url", metavar="URL", help="replicate there (default: moto S3 on loopback)"
+    )
+    parser.add_argument(
+        "--replica-mb", type=int, default=0, metavar="N",
+        help="also time recover --from of a replica grown to about N MB",
+    )
     parser.add_argument("--rss-child", nargs=2, metavar=("STORE", "ROOT"), help=argparse.SUPPRESS)
 
 
@@ -75,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         from tools._bench_langgraph import run_langgraph_bench
 
         return run_langgraph_bench(args)
+    if getattr(args, "replication", False):
+        from tools._bench_replicate import run_replication_bench
+
+        return run_replication_bench(args)
     from tools._bench_driver import run_bench
 
     return run_bench(args)

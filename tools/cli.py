@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from rich import box
@@ -62,7 +63,6 @@ from tools._render import (
     fmt_ns,
     fmt_time,
     history_table,
-    jsonable,
     markdown_transcript,
     print_json,
     progress_bar,
@@ -73,6 +73,9 @@ from tools._render import (
 from tools._replay import fresh_projections, replay
 from tools._verify import VerifyReport, verify
 from tools._when import UsageError, parse_duration, parse_when, when_help
+
+if TYPE_CHECKING:
+    from journal._replicate import ReplicationStatistics, Replicator
 
 __all__ = ["main"]
 
@@ -120,6 +123,21 @@ def _root(args: argparse.Namespace) -> str:
     return os.path.abspath(os.path.expanduser(raw))
 
 
+def _not_a_journal(args: argparse.Namespace, root: str) -> JournalError:
+    """Why ``root`` is no journal, and what to do, for where the path came from."""
+    if not os.path.exists(root):
+        what = f"{root} does not exist, so it is not an agcx journal"
+    elif not os.path.isdir(root):
+        what = f"{root} is not a directory, so not an agcx journal"
+    else:
+        what = f"{root} is not an agcx journal (no MANIFEST)"
+    if args.root:
+        return JournalError(f"{what}: check --root")
+    if os.environ.get("AGCX_ROOT"):
+        return JournalError(f"{what}: check $AGCX_ROOT (or give --root)")
+    return JournalError(f"{what}: give --root or set AGCX_ROOT")
+
+
 def _json(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
 
@@ -128,9 +146,7 @@ def _json(args: argparse.Namespace) -> bool:
 def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[SessionStore]:
     root = _root(args)
     if readonly and not os.path.isfile(os.path.join(root, "MANIFEST")):
-        raise JournalError(
-            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
-        )
+        raise _not_a_journal(args, root)
     store = SessionStore.open(root, readonly=readonly)
     try:
         yield store
@@ -142,9 +158,7 @@ def _store(args: argparse.Namespace, *, readonly: bool = True) -> Iterator[Sessi
 def _journal(args: argparse.Namespace) -> Iterator[Journal]:
     root = _root(args)
     if not os.path.isfile(os.path.join(root, "MANIFEST")):
-        raise JournalError(
-            f"{root} is not an agcx journal (no MANIFEST); give --root or set AGCX_ROOT"
-        )
+        raise _not_a_journal(args, root)
     with Journal.open(root, readonly=True) as j:
         yield j
 
@@ -343,7 +357,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = _out()
     if not metas:
-        out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
+        if seq == 0 and args.at:
+            out.print(f"no sessions at {args.at}: that is before the journal's first event")
+        else:
+            out.print("no sessions" + (f" at seq {seq}" if seq is not None else ""))
         return EXIT_OK
     title = f"as of seq {seq}" if seq is not None else None
     out.print(sessions_table(metas, title))
@@ -430,8 +447,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "graph threads",
             f"{st.graph_threads:,} (LangGraph), {_plural(st.graph_checkpoints, 'checkpoint')}",
         )
-    g.add_row("oldest", fmt_time(st.oldest_session))
-    g.add_row("newest", fmt_time(st.newest_session))
+    g.add_row("oldest created", fmt_time(st.oldest_session))
+    g.add_row("newest created", fmt_time(st.newest_session))
     g.add_row(
         "journal",
         f"{_plural(st.records, 'event')} (seq up to {st.last_seq}) in "
@@ -441,7 +458,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     g.add_row(
         "bytes",
         f"{fmt_bytes(st.live_bytes)} live (current sessions and checkpoints), "
-        f"{fmt_bytes(st.reclaimable_bytes)} reclaimable by compaction",
+        f"{fmt_bytes(st.reclaimable_bytes)} reclaimable by `agcx compact` (7d retention)",
     )
     g.add_row("horizon", f"seq {st.horizon_seq}" if st.horizon_seq else "none")
     out.print(g)
@@ -558,6 +575,8 @@ def _entry_json(rec: Any, e: HistoryEntry, actor: str | None) -> dict[str, Any]:
 def cmd_log(args: argparse.Namespace) -> int:
     if args.follow and args.until:
         raise UsageError("--follow and --until do not go together (--follow never ends)")
+    if args.follow and not args.since and not args.last:
+        args.last = 10  # as tail -f: the last lines, then what comes (--since for more)
     types = _event_types(args.type)
     from_seq = until_seq = None
     since = until = None
@@ -680,6 +699,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.replica:
+        return _verify_replica(args)
     root = _root(args)
     with progress_bar("verify") as bar:
         report = verify(root, progress=bar)
@@ -717,6 +738,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if args.from_url is not None:
+        return _recover_from(args)
     if args.salvage == (args.at is not None):
         raise UsageError("give exactly one of --at WHEN and --salvage")
     root = _root(args)
@@ -764,6 +787,110 @@ def cmd_recover(args: argparse.Namespace) -> int:
         )
         _lines(lines)
     return EXIT_OK if srep.intact else EXIT_PROBLEM
+
+
+# -- replication (journal/_replicate.py) ---------------------------------------------------
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from journal._replicate import Replicator
+
+    root = _root(args)
+    if not os.path.isfile(os.path.join(root, "MANIFEST")):
+        raise JournalError(f"{root} is not an agcx journal (no MANIFEST)")
+    retention = parse_duration(args.retention)
+    with Replicator(root, args.url, interval=args.interval, retention=retention) as r:
+        if args.once:
+            stats = _replicate_once(r)
+            if _json(args):
+                print_json(stats)
+            else:
+                _lines([
+                    f"replicated {root} to {r.url} up to seq {stats.seq}"
+                    f" ({fmt_ns(stats.ts_ns) if stats.ts_ns else 'nothing yet'}): generation "
+                    f"{stats.generation}, {stats.objects_put:,} objects "
+                    f"({fmt_bytes(stats.bytes_put)}) uploaded, {stats.objects_deleted:,} deleted"
+                ])
+            return EXIT_OK
+        sys.stderr.write(
+            f"agcx: replicating {root} to {r.url} every {args.interval:g} s (Ctrl-C stops)\n"
+        )
+
+        def report(exc: JournalError) -> None:
+            _error(f"{exc} (the journal is untouched; the replica lags; retrying)")
+
+        # SIGTERM stops as Ctrl-C does: after the cycle under way, lease released.
+        previous = signal.signal(signal.SIGTERM, lambda *_: r.stop())
+        try:
+            r.run(on_error=report)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        stats = r.statistics()
+    sys.stderr.write(
+        f"agcx: stopped at seq {stats.seq}: {stats.objects_put:,} objects "
+        f"({fmt_bytes(stats.bytes_put)}) uploaded\n"
+    )
+    return EXIT_OK
+
+
+def _replicate_once(r: Replicator) -> ReplicationStatistics:
+    """One cycle, retried a few times when the store is unavailable (as `run` would)."""
+    from journal._replicate import ReplicaUnavailable
+
+    delay = 0.5
+    for attempt in range(5):
+        try:
+            return r.run_once()
+        except ReplicaUnavailable as exc:
+            if attempt == 4:
+                raise
+            _error(f"{exc} (retrying in {delay:g} s)")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _recover_from(args: argparse.Namespace) -> int:
+    from journal._replica_restore import recover_from_replica
+
+    if args.salvage:
+        raise UsageError("--salvage reads a local journal; it does not go with --from")
+    when = parse_when(args.at) if args.at is not None else None
+    with progress_bar("download") as bar:
+        rep = recover_from_replica(args.from_url, args.out, at=when, progress=bar)
+    if _json(args):
+        print_json(rep)
+    else:
+        _lines(
+            [
+                f"recovered {_plural(rep.records, 'record')} ({fmt_bytes(rep.bytes)}) up to "
+                f"seq {rep.seq} from {rep.source} into {rep.target} in {rep.seconds:.2f} s",
+                f"it is a working store: agcx --root {rep.target} ls",
+            ]
+        )
+    return EXIT_OK
+
+
+def _verify_replica(args: argparse.Namespace) -> int:
+    from journal._replica_restore import verify_replica
+
+    report = verify_replica(args.replica)
+    if _json(args):
+        print_json(report)
+    else:
+        last = fmt_time(report.last_ts) if report.last_ts else "-"
+        lines = [
+            f"{report.url}: {_plural(report.generations, 'generation')}, "
+            f"{_plural(report.segments, 'segment')}, {_plural(report.objects, 'object')} "
+            f"({fmt_bytes(report.bytes)}), {_plural(report.records, 'record')} up to seq "
+            f"{report.last_seq} ({last})"
+        ]
+        lines += [f"problem: {p}" for p in report.problems]
+        lines.append("intact" if report.intact else "the replica is damaged or incomplete")
+        _lines(lines)
+    return EXIT_OK if report.intact else EXIT_PROBLEM
 
 
 # -- import, compact, purge ---------------------------------------------------------------
@@ -827,34 +954,51 @@ def _import_codex(args: argparse.Namespace) -> int:
     )
 
 
-def _print_report(report: Any, title: str) -> None:
-    out = _out()
-    g = Table.grid(padding=(0, 2))
-    g.add_column(style="bold")
-    g.add_column()
-    doc = jsonable(report)
-    for k, v in doc.items():
-        if isinstance(v, list):
-            v = ", ".join(str(x) for x in v) or "-"
-        g.add_row(k.replace("_", " "), Text(str(v)))
-    out.print(Text(title, style="bold"))
-    out.print(g)
-
-
 def cmd_compact(args: argparse.Namespace) -> int:
     retain = parse_duration(args.retain)
     with (
         _store(args, readonly=args.dry_run) as store,
         progress_bar("compact", unit_bytes=False),
     ):
-        report = store.compact(retain=retain, dry_run=args.dry_run)
+        report = store.compact(retain=retain, dry_run=args.dry_run, seal=args.seal)
     if _json(args):
         print_json(report)
-    else:
-        _print_report(
-            report, "compaction (dry run: nothing written)" if args.dry_run else "compaction"
-        )
+        return EXIT_OK
+    out = _out()
+    title = "compaction (dry run: nothing written)" if args.dry_run else "compaction"
+    if report.note:
+        out.print(Text(f"{title}: nothing to compact: {report.note}"))
+        return EXIT_OK
+    verb = "would reclaim" if args.dry_run else "reclaimed"
+    g = _grid()
+    g.add_row("segments", f"{report.segments_before} -> {report.segments_after}")
+    g.add_row("events", f"{report.records_before:,} -> {report.records_after:,} (folded)")
+    g.add_row(
+        "bytes",
+        f"{fmt_bytes(report.bytes_before)} -> {fmt_bytes(report.bytes_after)} "
+        f"({verb} {fmt_bytes(report.reclaimed_bytes)})",
+    )
+    g.add_row(
+        "kept",
+        f"{_plural(report.live_sessions, 'live session')}, "
+        f"{_plural(report.live_checkpoints, 'checkpoint')}",
+    )
+    g.add_row(
+        "horizon",
+        f"seq {report.horizon_seq} ({fmt_time(report.horizon_time)}): "
+        "the earliest point `--at` can show",
+    )
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text(title, style="bold"))
+    out.print(g)
     return EXIT_OK
+
+
+def _grid() -> Table:
+    g = Table.grid(padding=(0, 2))
+    g.add_column(style="bold")
+    g.add_column()
+    return g
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -871,8 +1015,35 @@ def cmd_purge(args: argparse.Namespace) -> int:
         report = store.purge(meta.id, actor=actor)
     if _json(args):
         print_json(report)
-    else:
-        _print_report(report, f"purged {meta.title!r}")
+        return EXIT_OK
+    out = _out()
+    g = _grid()
+    g.add_row("session", f"{meta.id} (purge event seq {report.purge_seq})")
+    g.add_row(
+        "removed",
+        f"{_plural(report.records_removed, 'event')}, {fmt_bytes(report.bytes_removed)}"
+        + (
+            f", {report.dictionaries_removed} compression dictionaries trained on it"
+            if report.dictionaries_removed
+            else ""
+        ),
+    )
+    g.add_row("rewritten", _plural(report.segments_rewritten, "segment"))
+    g.add_row(
+        "copies",
+        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
+        "snapshots, rebuilt on the next open; quarantined tails)",
+    )
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text(f"purged {meta.title!r}", style="bold"))
+    out.print(g)
+    out.print(Text(report.note[:1].upper() + report.note[1:] + ".", style="dim"))
+    out.print(
+        Text(
+            "A running agent's next save of this session is refused (SessionPurged).",
+            style="dim",
+        )
+    )
     return EXIT_OK
 
 
@@ -921,8 +1092,34 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         report = store.scrub_secrets(actor=actor)
     if _json(args):
         print_json(report)
-    else:
-        _print_report(report, "secrets scrubbed")
+        return EXIT_OK
+    out = _out()
+    g = _grid()
+    g.add_row("event", f"seq {report.scrub_seq}")
+    g.add_row(
+        "rewritten",
+        f"{_plural(report.records_rewritten, 'record')} in "
+        f"{_plural(report.segments_rewritten, 'segment')}"
+        + (
+            f", {_plural(report.blobs_recompressed, 'blob')} recompressed"
+            if report.blobs_recompressed
+            else ""
+        ),
+    )
+    g.add_row("kinds", ", ".join(f"{k} x{n}" for k, n in report.kinds) or "-")
+    if report.dictionaries_removed:
+        g.add_row(
+            "dictionaries",
+            f"{report.dictionaries_removed} removed (they may hold a secret)",
+        )
+    g.add_row(
+        "copies",
+        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
+        "snapshots, rebuilt on the next open; quarantined tails)",
+    )
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text("secrets scrubbed", style="bold"))
+    out.print(g)
     return EXIT_OK
 
 
@@ -1117,8 +1314,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         cmd_verify,
         "read every record: checksums, seqs, payloads, the manifest; exit 1 on any problem",
-        "Never changes anything. Reports every problem with its segment, offset and reason.",
+        "Never changes anything. Reports every problem with its segment, offset and reason.\n"
+        "--replica URL checks a replica (agcx replicate) instead, downloading each object once.",
     )
+    sp.add_argument("--replica", metavar="URL", help="check this replica, not the journal")
     json_flag(sp)
 
     sp = cmd(
@@ -1135,10 +1334,18 @@ def build_parser() -> argparse.ArgumentParser:
         "write a new journal: the events up to a point in time, or every readable record",
         "examples:\n  agcx recover --at seq:1200 --out ~/restored\n"
         "  agcx recover --at 2024-05-01T10:42:00+02:00 --out ~/restored\n"
-        "  agcx recover --salvage --out ~/salvaged\n\n"
-        "The source is only read. DIR must be new or an empty directory.",
+        "  agcx recover --salvage --out ~/salvaged\n"
+        "  agcx recover --from s3://bucket/agcx --at '2h ago' --out ~/restored\n\n"
+        "The source is only read. DIR must be new or an empty directory. --from URL\n"
+        "restores from a replica (agcx replicate) instead of the local journal.",
     )
     sp.add_argument("--at", metavar="WHEN", help="keep the events up to WHEN")
+    sp.add_argument(
+        "--from",
+        dest="from_url",
+        metavar="URL",
+        help="restore from this replica (s3://bucket/prefix or file:///path)",
+    )
     sp.add_argument(
         "--salvage", action="store_true", help="copy every readable record of a damaged journal"
     )
@@ -1190,12 +1397,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_compact,
         "fold sealed segments older than --retain into the events that rebuild the same state",
         "Points in time before the new horizon are no longer recoverable.\n\n"
-        "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d",
+        "examples:\n  agcx compact --dry-run\n  agcx compact --retain 30d\n"
+        "  agcx compact --seal --retain 0s   # everything, the active segment too",
     )
     sp.add_argument(
         "--retain", metavar="DURATION", default="7d", help="keep this much history (default 7d)"
     )
     sp.add_argument("--dry-run", action="store_true", help="report what would be done")
+    sp.add_argument(
+        "--seal",
+        action="store_true",
+        help="seal the active segment first, so that recent events can be compacted too "
+        "(the active segment is otherwise never compacted)",
+    )
     json_flag(sp)
 
     sp = cmd(
@@ -1240,6 +1454,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["scan", "scrub"])
     sp.add_argument("--yes", action="store_true", help="scrub: do not ask for confirmation")
     sp.add_argument("--actor", metavar="NAME", help="scrub: who scrubs (recorded in the event)")
+    json_flag(sp)
+
+    sp = cmd(
+        "replicate",
+        cmd_replicate,
+        "ship the journal to object storage as it grows (s3://bucket/prefix, file:///path)",
+        "Follows the journal without its commit lock: writers never wait for it.\n"
+        "Configuration: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+        "AWS_REGION, AWS_PROFILE (an http:// endpoint is plain HTTP). See docs/REPLICATION.md.\n\n"
+        "examples:\n  agcx replicate s3://backups/agcx\n"
+        "  agcx replicate file:///mnt/nas/agcx --once\n"
+        "  agcx recover --from s3://backups/agcx --out ~/restored",
+    )
+    sp.add_argument("url", metavar="URL")
+    sp.add_argument("--once", action="store_true", help="ship what is there now and exit")
+    sp.add_argument(
+        "--interval",
+        metavar="S",
+        type=float,
+        default=1.0,
+        help="seconds between increments (default 1; sooner when 4 MiB gathered)",
+    )
+    sp.add_argument(
+        "--retention",
+        metavar="DURATION",
+        default="7d",
+        help="keep replaced history (before a compaction) this long (default 7d)",
+    )
     json_flag(sp)
 
     cmd(
