@@ -1001,16 +1001,34 @@ def _grid() -> Table:
     return g
 
 
+def _confirmed(args: argparse.Namespace, why: str, question: Callable[[], str]) -> bool:
+    """Whether a rewrite of the journal may go ahead: ``--yes``, or a "y" typed at
+    a terminal (elsewhere ``--yes`` is required: ``why`` says what it does)."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{why}: add --yes to confirm")
+    return input(f"{question()} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _copies_row(g: Table, files_removed: Sequence[str]) -> None:
+    g.add_row(
+        "copies",
+        f"{_plural(len(files_removed), 'derived file')} removed (projection "
+        "snapshots, rebuilt on the next open; quarantined tails)",
+    )
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     with _store(args, readonly=False) as store:
         meta = _resolve_session(store, args.session)
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError("purge removes the session's bytes for good: add --yes to confirm")
-            answer = input(f"purge {meta.title!r} ({meta.id}) for good? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                _out().print("nothing purged")
-                return EXIT_OK
+        if not _confirmed(
+            args,
+            "purge removes the session's bytes for good",
+            lambda: f"purge {meta.title!r} ({meta.id}) for good?",
+        ):
+            _out().print("nothing purged")
+            return EXIT_OK
         actor = args.actor or f"agcx purge by {getpass.getuser()}@{socket.gethostname()}"
         report = store.purge(meta.id, actor=actor)
     if _json(args):
@@ -1029,11 +1047,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         ),
     )
     g.add_row("rewritten", _plural(report.segments_rewritten, "segment"))
-    g.add_row(
-        "copies",
-        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
-        "snapshots, rebuilt on the next open; quarantined tails)",
-    )
+    _copies_row(g, report.files_removed)
     g.add_row("took", f"{report.seconds:.2f} s")
     out.print(Text(f"purged {meta.title!r}", style="bold"))
     out.print(g)
@@ -1080,14 +1094,14 @@ def cmd_secrets(args: argparse.Namespace) -> int:
             out.print(Text(f"{len(found)} records hold secrets" if found else "no secrets found"))
         return EXIT_PROBLEM if found else EXIT_OK
     with _store(args, readonly=False) as store:
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError("scrub rewrites the journal's segments: add --yes to confirm")
-            n = len(store.scan_secrets())
-            answer = input(f"rewrite the secrets of {n} records out of {store.root}? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                _out().print("nothing scrubbed")
-                return EXIT_OK
+        if not _confirmed(
+            args,
+            "scrub rewrites the journal's segments",
+            lambda: f"rewrite the secrets of {len(store.scan_secrets())} records out of "
+            f"{store.root}?",
+        ):
+            _out().print("nothing scrubbed")
+            return EXIT_OK
         actor = args.actor or f"agcx secrets scrub by {getpass.getuser()}@{socket.gethostname()}"
         report = store.scrub_secrets(actor=actor)
     if _json(args):
@@ -1112,11 +1126,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
             "dictionaries",
             f"{report.dictionaries_removed} removed (they may hold a secret)",
         )
-    g.add_row(
-        "copies",
-        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
-        "snapshots, rebuilt on the next open; quarantined tails)",
-    )
+    _copies_row(g, report.files_removed)
     g.add_row("took", f"{report.seconds:.2f} s")
     out.print(Text("secrets scrubbed", style="bold"))
     out.print(g)
