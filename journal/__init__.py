@@ -44,6 +44,7 @@ from journal._errors import (
     ReadOnlyJournal,
     RecordNotFound,
     RecordTooLarge,
+    SessionConflict,
     SessionNotFound,
     SessionPurged,
     ThreadDeleted,
@@ -85,6 +86,7 @@ from journal._model import (
     item_from_json,
     item_to_json,
 )
+from journal._redact import RedactionPolicy
 from journal._segment import Record
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
         ReplicaUnavailable,
         replicate,
     )
+    from journal._scrub import ScrubReport, SecretFinding
     from journal._store import (
         HistoryEntry,
         PointInTimeView,
@@ -128,6 +131,8 @@ _LAZY = {
     "PointInTimeView": "journal._store",
     "RecoverReport": "journal._recover",
     "SalvageReport": "journal._recover",
+    "ScrubReport": "journal._scrub",
+    "SecretFinding": "journal._scrub",
     "SessionPage": "journal._store",
     "SessionStore": "journal._store",
     "StoreStatistics": "journal._store",
@@ -214,6 +219,7 @@ __all__ = [
     "RecordNotFound",
     "RecordTooLarge",
     "RecoverReport",
+    "RedactionPolicy",
     "ReplicaBusy",
     "ReplicaDiverged",
     "ReplicaError",
@@ -223,6 +229,9 @@ __all__ = [
     "Replicator",
     "ResponseItem",
     "SalvageReport",
+    "ScrubReport",
+    "SecretFinding",
+    "SessionConflict",
     "SessionMetadata",
     "SessionNotFound",
     "SessionPage",

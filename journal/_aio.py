@@ -29,6 +29,7 @@ from journal._model import (
     SessionMetadata,
     SessionState,
 )
+from journal._scrub import ScrubReport, SecretFinding
 from journal._store import (
     HistoryEntry,
     PointInTimeView,
@@ -323,6 +324,14 @@ class AsyncSessionStore(AsyncPointInTimeView):
     async def purge(self, session_id: UUID | str, *, actor: str | None = None) -> PurgeReport:
         """Delete a session now and remove every byte of it from the journal."""
         return await _run(self.sync.purge, session_id, actor=actor)
+
+    async def scan_secrets(self) -> list[SecretFinding]:
+        """Every record that holds a secret (seq, event, session, kinds; never a value)."""
+        return await _run(self.sync.scan_secrets)
+
+    async def scrub_secrets(self, *, actor: str | None = None) -> ScrubReport:
+        """Rewrite every secret :meth:`scan_secrets` finds out of the journal."""
+        return await _run(self.sync.scrub_secrets, actor=actor)
 
     async def import_legacy(
         self,

@@ -605,8 +605,14 @@ class _Run:
         conversation = ConversationSnapshot(sid, tuple(p.messages), context)
         sha = hashlib.sha256(memoryview(data)[:end]).hexdigest()
         entries = [
-            session_saved_entry(metadata, conversation, SessionState(), actor=IMPORT_ACTOR),
-            _lines_entry(sid, 0, 1, p.entries),
+            # Secrets are redacted as in a save (journal/_redact.py).
+            session_saved_entry(
+                store._redact_import(metadata),
+                store._redact_import(conversation),
+                SessionState(),
+                actor=IMPORT_ACTOR,
+            ),
+            _lines_entry(sid, 0, 1, store._redact(p.entries)),
             self._marker(spath, st, sha, end, p.lines, len(p.messages), sid),
         ]
         self.claimed.add(sid.bytes)
@@ -624,7 +630,7 @@ class _Run:
         end: int,
         prior: tuple[int, dict[str, Any]],
     ) -> None:
-        from journal._store import _meta_changes, delta_save_payload, messages_blob
+        from journal._store import _meta_changes, delta_save_payload
 
         store = self.store
         old = prior[1]
@@ -688,20 +694,22 @@ class _Run:
         if n == 0:
             # A delta on no messages reads as a full save (base 0): write one.
             save = session_saved_entry(
-                new_meta, attrs.evolve(conv, messages=tuple(p.messages)), state,
+                store._redact_import(new_meta),
+                store._redact_import(attrs.evolve(conv, messages=tuple(p.messages))),
+                state,
                 actor=IMPORT_ACTOR,
             )
         else:
             save = Entry(
                 EventType.SESSION_SAVED,
-                delta_save_payload(n, len(p.messages), messages_blob(p.messages), changes,
-                                   IMPORT_ACTOR),
+                delta_save_payload(n, len(p.messages), store._messages_blob(p.messages),
+                                   changes, IMPORT_ACTOR),
                 sid,
                 compress=False,
             )
         entries = [
             save,
-            _lines_entry(sid, n, first, p.entries),
+            _lines_entry(sid, n, first, store._redact(p.entries)),
             self._marker(spath, st, sha, end, first - 1 + p.lines, n + len(p.messages), sid),
         ]
         self.lines += p.lines

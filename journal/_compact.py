@@ -9,8 +9,9 @@ those segments), which becomes the horizon:
   the save that began the session's current life, so it precedes the
   session's checkpoints as the original did;
 * the live checkpoints' ``CheckpointCreated`` records, verbatim;
-* ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op)
-  and ``SessionPurged`` (the audit trail of purges), verbatim;
+* ``LegacyImported`` and ``CodexImported`` (so a re-import stays a no-op),
+  ``SessionPurged`` and ``SecretsScrubbed`` (the audit trail of purges
+  and scrubs), verbatim;
 * the ``CodexLines`` records of live sessions, verbatim;
 * the ``DictionaryTrained`` records that a kept record, or any record after
   the cut, needs to decode its messages, verbatim;
@@ -62,12 +63,13 @@ from projections._graphs import GraphCheckpoints
 if TYPE_CHECKING:
     from journal._store import SessionStore
 
-__all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge"]
+__all__ = ["CompactionReport", "PurgeReport", "compact", "plan_cut", "purge", "replace_segments"]
 
 _KEPT_VERBATIM = (
     EventType.LEGACY_IMPORTED,
     EventType.CODEX_IMPORTED,
     EventType.SESSION_PURGED,
+    EventType.SECRETS_SCRUBBED,
     # Graph deletions, forks and prunes: small, and the graph index is rebuilt
     # from them (a tombstone keeps refusing late writes after compaction).
     EventType.GRAPH_THREAD_DELETED,
@@ -386,15 +388,7 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
                 j, keep, generation=generation, first_base=s.base_seq, max_size=1 << 62
             )
             replaced.append(s)
-        if replaced:
-            try:
-                switch_segments(j, replaced, new)
-            except RewriteConflict:
-                remove_segment_files(j, new)
-                raise
-            remove_segment_files(j, replaced)
-        j.dictionaries.forget()
-        files = _remove_derived_copies(j)
+        files = replace_segments(j, replaced, new)
         store._after_rewrite(forget=sid)
         return PurgeReport(
             session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
@@ -447,6 +441,20 @@ def _note_graph_values(
 def _graph_event(j: Journal, seq: int) -> Any:
     rec = j.read(seq)
     return decode_graph_event(rec.event_type, upcast(rec.event_type, j.decode(rec)))
+
+
+def replace_segments(j: Journal, replaced: list[SegmentInfo], new: list[SegmentInfo]) -> list[str]:
+    """List ``new`` instead of ``replaced`` (purge, scrub), remove the old files,
+    and the copies of journal bytes outside the segments; return the copies removed."""
+    if replaced:
+        try:
+            switch_segments(j, replaced, new)
+        except RewriteConflict:
+            remove_segment_files(j, new)
+            raise
+        remove_segment_files(j, replaced)
+    j.dictionaries.forget()
+    return _remove_derived_copies(j)
 
 
 def _trained_on(j: Journal, rec: Record, sid: bytes) -> bool:

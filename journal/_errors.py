@@ -23,8 +23,10 @@ __all__ = [
     "ReadOnlyJournal",
     "RecordNotFound",
     "RecordTooLarge",
+    "SessionConflict",
     "SessionNotFound",
     "SessionPurged",
+    "ThreadDeleted",
     "UnsupportedVersion",
 ]
 
@@ -161,3 +163,12 @@ class ThreadDeleted(JournalError):
         super().__init__(message)
         self.thread_id = thread_id
         self.tombstone_seq = tombstone_seq
+
+
+class SessionConflict(JournalError):
+    """The session was deleted and saved again between the caller's look and
+    the commit: the command was meant for its earlier life; nothing was written."""
+
+    def __init__(self, message: str, session_id: UUID) -> None:
+        self.session_id = session_id
+        super().__init__(message)

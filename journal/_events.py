@@ -75,6 +75,7 @@ class EventType(enum.IntEnum):
     GRAPH_THREAD_PRUNED = 21
     CODEX_LINES = 24
     CODEX_IMPORTED = 25
+    SECRETS_SCRUBBED = 28
 
 
 EVENT_NAMES: dict[int, str] = {
@@ -99,6 +100,7 @@ EVENT_NAMES: dict[int, str] = {
     EventType.GRAPH_THREAD_PRUNED: "GraphThreadPruned",
     EventType.CODEX_LINES: "CodexLines",
     EventType.CODEX_IMPORTED: "CodexImported",
+    EventType.SECRETS_SCRUBBED: "SecretsScrubbed",
 }
 _BY_NAME = {v.lower(): k for k, v in EVENT_NAMES.items()}
 

@@ -202,7 +202,9 @@ def fork_session(
         now = _now_wire()
         wire.pop("ck", None)
         wire |= {"id": new.bytes, "ca": now, "ua": now, "la": now, "mc": n, "fv": False}
-        wire["ti"] = title if title is not None else f"{wire.get('ti', '')} (fork)".lstrip()
+        wire["ti"] = (
+            store._redact(title) if title is not None else f"{wire.get('ti', '')} (fork)".lstrip()
+        )
         if n < total:
             wire["tc"] = min(int(wire.get("tc", 0)), n)
         payload: dict[str, Any] = {
@@ -293,7 +295,7 @@ def append_messages(
     actor: str | None,
 ) -> int:
     """See :meth:`journal.SessionStore.append_messages`."""
-    from journal._store import _Base, delta_save_payload, full_save_payload, messages_blob
+    from journal._store import _Base, delta_save_payload, full_save_payload
 
     messages = tuple(messages)
     for m in messages:
@@ -306,7 +308,9 @@ def append_messages(
             raise InvalidArgument(f"metadata.id {metadata.id} does not match session id {sid}")
     if actor is not None and not isinstance(actor, str):
         raise InvalidArgument(f"actor must be a string, got {type(actor).__name__}")
-    blob = messages_blob(messages)
+    if metadata is not None:
+        metadata = store._redact(metadata)
+    blob = store._messages_blob(messages)  # secrets redacted (journal/_redact.py)
 
     def attempt() -> int:
         foreign = store.journal.foreign_changes

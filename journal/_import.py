@@ -489,8 +489,11 @@ class _Run:
             self.sessions_imported += 1
             return
         try:
+            clean = self.store._redact_import
             entries = [
-                session_saved_entry(legacy.metadata, legacy.conversation, legacy.state),
+                session_saved_entry(
+                    clean(legacy.metadata), clean(legacy.conversation), clean(legacy.state)
+                ),
                 legacy_imported_entry(sid, path, sha, SESSION),
             ]
         except _UNPACKABLE as exc:
@@ -575,8 +578,9 @@ class _Run:
             self.checkpoints_imported += 1
             return
         try:
+            clean = self.store._redact_import
             entries = [
-                checkpoint_created_entry(sid, meta, conv, state),
+                checkpoint_created_entry(sid, clean(meta), clean(conv), clean(state)),
                 legacy_imported_entry(sid, path, sha, CHECKPOINT),
             ]
         except _UNPACKABLE as exc:

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import attrs
@@ -41,6 +41,7 @@ from journal._errors import (
     JournalError,
     ReadOnlyJournal,
     RecordNotFound,
+    SessionConflict,
     SessionNotFound,
     SessionPurged,
 )
@@ -73,6 +74,7 @@ from journal._model import (
     state_from_wire,
     state_to_wire,
 )
+from journal._redact import RedactionPolicy, Redactor, load_key
 from journal._segment import Record
 
 # Submodules, not the package: importing ``projections`` first must work too.
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
     from journal._codex import CodexImportReport
     from journal._compact import CompactionReport, PurgeReport
     from journal._import import ImportReport
+    from journal._scrub import ScrubReport, SecretFinding
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -101,6 +104,7 @@ __all__ = [
     "summarize",
 ]
 
+_T = TypeVar("_T")
 DEFAULT_ROOT = os.path.join("~", ".agcodex", "history")
 DEFAULT_RETAIN = timedelta(days=7)  # compaction keeps the last week as it was written
 _STRIPES = 64
@@ -118,6 +122,10 @@ _SESSION_SAVED = int(EventType.SESSION_SAVED)
 # ``full_ratio`` times this many bytes: below it a load reads the deltas
 # nearly as fast (bench workload: 1.43 ms without these full saves, 1.30 with).
 FULL_FLOOR = 64 << 10
+
+
+class _Widen(Exception):
+    """Retention cleanup's commit dooms a session whose save lock it does not hold."""
 
 
 class _SegmentSealed(Exception):
@@ -234,6 +242,12 @@ def summarize(event_type: int, event: dict[str, Any]) -> str:
     if t == EventType.SESSION_TRUNCATED:
         n = event.get("n", 0)
         return "cleared (0 messages)" if n == 0 else f"truncated to {n} messages"
+    if t == EventType.SECRETS_SCRUBBED:
+        kinds = event.get("kinds", {})
+        what = ", ".join(f"{n} {k}" for k, n in kinds.items()) if isinstance(kinds, dict) else ""
+        return f"secrets scrubbed from {event.get('records', 0)} records" + (
+            f" ({what})" if what else ""
+        )
     if t == EventType.DICTIONARY_TRAINED:
         d, src = event.get("d", b""), event.get("src", ())
         return f"compression dictionary of {len(d) >> 10} KiB, trained on {len(src)} sessions"
@@ -373,12 +387,6 @@ def full_save_payload(
     return _with_blob(payload, msgs)
 
 
-def messages_blob(messages: Sequence[MessageSnapshot]) -> bytes:
-    """The blob ``msgs`` of a save carrying ``messages`` (compressed alone, no
-    dictionary); data msgpack cannot carry is the caller's ``InvalidArgument``."""
-    return _blob(messages_to_wire(messages), "messages")
-
-
 def delta_save_payload(
     base: int, added: int, msgs: bytes, meta_changes: dict[str, Any], actor: str | None = None
 ) -> dict[str, Any]:
@@ -436,6 +444,37 @@ def _extends(new: Sequence[MessageSnapshot], old: Sequence[MessageSnapshot]) -> 
     return tuple(new[:n]) == tuple(old)
 
 
+def _doomed(
+    sessions: Mapping[bytes, dict[str, Any]], max_age_days: float | None, max_count: int | None
+) -> list[UUID]:
+    """The sessions retention deletes, oldest first: older than ``max_age_days``
+    by last access, then the oldest beyond ``max_count``; never favorites.
+    ``sessions`` are the index's metadata wire maps (holds the runner lock)."""
+    aged = sorted(
+        ((datetime_from_wire(m["la"]), sid, bool(m.get("fv"))) for sid, m in sessions.items()),
+    )
+    doomed: list[bytes] = []
+    if max_age_days is not None:
+        try:
+            cutoff = _now() - timedelta(days=max_age_days)
+        except OverflowError:  # older than datetime.min: nothing is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
+        doomed = [sid for at, sid, fav in aged if not fav and at < cutoff]
+    if max_count is not None:
+        gone = set(doomed)
+        alive = [(sid, fav) for _, sid, fav in aged if sid not in gone]
+        excess = len(alive) - max_count
+        for sid, fav in alive:
+            if excess <= 0:
+                break
+            if not fav:
+                doomed.append(sid)
+                excess -= 1
+    order = {sid: i for i, (_, sid, _) in enumerate(aged)}
+    doomed.sort(key=order.__getitem__)
+    return [UUID(bytes=sid) for sid in doomed]
+
+
 @attrs.frozen
 class _Base:
     """What the log holds for a session at ``head``: the base a delta save extends."""
@@ -472,7 +511,9 @@ class _Queries:
             until_seq=until_seq,
             snap_dir=snap_dir,
         )
-        self._meta_cache: dict[bytes, tuple[tuple[int | None, int, int], SessionMetadata]] = {}
+        self._meta_cache: dict[
+            bytes, tuple[tuple[int | None, int, int, int], SessionMetadata]
+        ] = {}
 
     def _sync(self) -> None:
         """Apply what was appended since the last look (by any process)."""
@@ -489,7 +530,12 @@ class _Queries:
         chain = self._contents.chains[sid]
         # The horizon too: a compaction makes the runner rebuild the projections,
         # whose change counters then start again and could repeat a stamp.
-        stamp = (self._runner.horizon_seq, self._index.versions.get(sid, 0), chain.changes)
+        stamp = (
+            self._runner.horizon_seq,
+            self._runner.rebuilds,
+            self._index.versions.get(sid, 0),
+            chain.changes,
+        )
         hit = self._meta_cache.get(sid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -831,7 +877,13 @@ class SessionStore(_Queries):
     """
 
     def __init__(
-        self, journal: Journal, *, max_chain: int, full_ratio: float, snapshots: bool
+        self,
+        journal: Journal,
+        *,
+        max_chain: int,
+        full_ratio: float,
+        snapshots: bool,
+        redact: RedactionPolicy | None = None,
     ) -> None:
         snap_dir = os.path.join(journal.root, "projections") if snapshots else None
         self._init_projections(journal, None, snap_dir)
@@ -848,6 +900,14 @@ class SessionStore(_Queries):
         self._meta_bases: dict[bytes, SessionMetadata | dict[str, Any]] = {}
         self._reclaim_cache: tuple[object, int] | None = None
         self._closed = False
+        policy = RedactionPolicy() if redact is None else redact
+        self.redaction = policy
+        self._redactor: Redactor | None = None
+        self._last_context: tuple[ConversationContext, ConversationContext] | None = None
+        if policy.enabled and not journal.readonly:
+            key = load_key(journal.root, create=True)
+            assert key is not None
+            self._redactor = Redactor(policy, key)
 
     @classmethod
     def open(
@@ -858,6 +918,7 @@ class SessionStore(_Queries):
         max_chain: int = 256,
         full_ratio: float = 8.0,
         snapshots: bool = True,
+        redact: RedactionPolicy | None = None,
         **journal_options: Any,
     ) -> SessionStore:
         """Open the store at ``path`` (default ``~/.agcodex/history``).
@@ -871,6 +932,12 @@ class SessionStore(_Queries):
         workload (docs/BENCHMARKS.md), a journal without periodic full saves
         below that floor and with ``max_chain`` 256 rather than 64 is 20 %
         smaller and its loads take 10 % longer (1.43 vs 1.30 ms).
+
+        ``redact`` is what is redacted before a save is encoded (default:
+        :class:`RedactionPolicy()`, on: secret-looking environment variables
+        and known credential formats in any text; ``RedactionPolicy.off()``
+        stores text as given). See :class:`journal.RedactionPolicy` and the
+        README's "Secrets".
         """
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
@@ -879,10 +946,18 @@ class SessionStore(_Queries):
             0 < full_ratio < float("inf")
         ):
             raise InvalidArgument(f"full_ratio must be a positive number, got {full_ratio!r}")
+        if redact is not None and not isinstance(redact, RedactionPolicy):
+            raise InvalidArgument(
+                f"redact must be a RedactionPolicy, got {type(redact).__name__}"
+            )
         journal = Journal.open(root, readonly=readonly, **journal_options)
         try:
             store = cls(
-                journal, max_chain=max_chain, full_ratio=full_ratio, snapshots=snapshots
+                journal,
+                max_chain=max_chain,
+                full_ratio=full_ratio,
+                snapshots=snapshots,
+                redact=redact,
             )
             store._runner.restore()
             store._runner.catch_up()
@@ -982,11 +1057,143 @@ class SessionStore(_Queries):
         self._runner.apply_own(records)
         return [r.seq for r in records]
 
-    def _require(self, sid: UUID) -> None:
+    def _require(self, sid: UUID) -> int:
+        """The seq of the save that began the session's current life (0 when
+        its content is unknown); ``SessionNotFound`` when it is not live."""
         self._sync()
         with self._runner.lock:
             if sid.bytes not in self._index.sessions:
                 raise self._not_found(sid)
+            chain = self._contents.chains.get(sid.bytes)
+            return chain.born if chain is not None else 0
+
+    def _edit(
+        self,
+        sid: UUID,
+        entries: list[Entry],
+        check: Callable[[], object] | None = None,
+    ) -> list[int]:
+        """Append ``entries``, which depend on the session's state, only if under
+        the commit lock the session is still in the life the caller saw (and
+        ``check`` still passes): otherwise raise ``SessionNotFound`` (deleted
+        meanwhile; ``SessionPurged`` when purged) or ``SessionConflict``
+        (deleted and saved again), and nothing is written.
+
+        The session's stripe lock is held from the first look to the commit,
+        so no event of this process about the session (each takes the same
+        lock) comes in between or shares the group commit, where ``prepare``
+        would not see it: only another process can have changed the session,
+        and only if the journal adopted another process's change meanwhile.
+        """
+        j = self._journal
+        with self._lock_for(sid):
+            foreign = j.foreign_changes
+            born = self._require(sid)
+            if check is not None:
+                check()
+
+            def prepare() -> None:
+                if j.foreign_changes == foreign:
+                    return None
+                try:
+                    now = self._require(sid)
+                except SessionPurged:
+                    raise  # names the purge
+                except SessionNotFound:
+                    raise SessionNotFound(
+                        f"no session {sid}: another process deleted it meanwhile; "
+                        "nothing was written"
+                    ) from None
+                if now != born:
+                    raise SessionConflict(
+                        f"session {sid} was deleted and saved again (seq {now}) by another "
+                        "process meanwhile; nothing was written for its earlier life",
+                        sid,
+                    )
+                if check is not None:
+                    check()
+                return None
+
+            return self._append(entries, prepare)
+
+    # -- redaction ------------------------------------------------------------------------
+
+    def _redact(self, obj: _T) -> _T:
+        """``obj`` with its secrets redacted (small objects: walked whole)."""
+        r = self._redactor
+        return obj if r is None else r.redact(obj)
+
+    def _redact_save(
+        self,
+        metadata: SessionMetadata,
+        meta_wire: dict[str, Any],
+        state: SessionState,
+        context: ConversationContext,
+    ) -> tuple[dict[str, Any], SessionState, ConversationContext]:
+        """A save's metadata (as its wire map), state and context with their
+        secrets redacted: each walked only when its encoded form (or an
+        environment variable's name) holds a candidate; a context seen last
+        time is not looked at again."""
+        r = self._redactor
+        if r is None:
+            return meta_wire, state, context
+        clean = r.screen(metadata, _packb(meta_wire, "metadata"))
+        if clean is not metadata:
+            meta_wire = metadata_to_wire(clean)
+            meta_wire.pop("ck", None)
+        state = r.screen(state, _packb(state_to_wire(state), "state"))
+        last = self._last_context
+        if last is not None and last[0] is context:
+            return meta_wire, state, last[1]
+        cleaned = r.screen(
+            context, _packb(context_to_wire(context), "context"), context.environment_variables
+        )
+        self._last_context = (context, cleaned)
+        return meta_wire, state, cleaned
+
+    def _redact_import(self, obj: _T) -> _T:
+        """A legacy file's object with its secrets redacted (walked only when its
+        msgpack holds a candidate, or, for a conversation, an environment
+        variable's name looks secret)."""
+        r = self._redactor
+        if r is None:
+            return obj
+        if isinstance(obj, ConversationSnapshot):
+            raw = _packb(conversation_to_wire(obj), "conversation")
+            return r.screen(obj, raw, obj.context.environment_variables)
+        return r.redact(obj)
+
+    def _tags(self, tags: Sequence[object], verb: str) -> list[str]:
+        return [self._redact(t) for t in _tags(tags, verb)]
+
+    def _messages_raw(self, messages: Sequence[MessageSnapshot]) -> bytes:
+        """The msgpack of ``messages``, secrets redacted: the encoded bytes are
+        screened first, and only a candidate found makes the messages walked."""
+        raw = _packb(messages_to_wire(messages), "messages")
+        r = self._redactor
+        if r is not None and r.suspect(raw):
+            clean = r.redact(tuple(messages))
+            if any(a is not b for a, b in zip(clean, messages, strict=True)):
+                raw = _packb(messages_to_wire(clean), "messages")
+        return raw
+
+    def _messages_blob(self, messages: Sequence[MessageSnapshot]) -> bytes:
+        """The blob ``msgs`` of a save carrying ``messages`` (compressed alone, no
+        dictionary), their secrets redacted; data msgpack cannot carry is the
+        caller's ``InvalidArgument``."""
+        return blob_of(self._messages_raw(messages))
+
+    def _conversation_raw(self, conversation: ConversationSnapshot) -> bytes:
+        """The msgpack of a whole conversation (a checkpoint's), secrets redacted."""
+        raw = _packb(conversation_to_wire(conversation), "conversation")
+        r = self._redactor
+        if r is not None and (
+            r.suspect(raw) or r.redact(conversation.context) is not conversation.context
+        ):
+            clean = r.redact(conversation)
+            if clean is not conversation:
+                raw = _packb(conversation_to_wire(clean), "conversation")
+        return raw
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -1041,6 +1248,13 @@ class SessionStore(_Queries):
         messages = conversation.messages
         mine = metadata_to_wire(metadata)
         mine.pop("ck", None)
+        # Secrets never reach the log (journal/_redact.py): the small objects
+        # here, the messages as they are encoded (only the new ones). The
+        # caller's map is redacted before it is merged: its base (what it last
+        # saved, redacted, or loaded, as stored) and the map the index holds
+        # carry markers too, so the merge compares like with like and a secret
+        # the caller did not change reads as unchanged.
+        mine, state, context = self._redact_save(metadata, mine, state, conversation.context)
         mine["mc"] = len(messages)
         turns = _turn_count(messages)
         if turns is not None:
@@ -1071,13 +1285,13 @@ class SessionStore(_Queries):
             return m.meta, {k: m.meta[k] for k in m.changed}, audit | {"ch": list(m.changed)}
 
         def full(dictionary: Dictionary | None) -> Entry:
-            raw = _packb(messages_to_wire(messages), "messages")
+            raw = self._messages_raw(messages)
             sampled[:] = [raw]
             payload = full_save_payload(
                 meta_wire,
                 conversation.id,
                 messages,
-                conversation.context,
+                context,
                 conversation.mode_history,
                 state,
                 actor,
@@ -1125,8 +1339,8 @@ class SessionStore(_Queries):
                     and _extends(messages, base.messages)
                 ):
                     entry, raw = self._delta(
-                        sid, base, meta_wire, changes, audit, conversation, state, actor,
-                        dictionary,
+                        sid, base, meta_wire, changes, audit, conversation, context, state,
+                        actor, dictionary,
                     )
                     sampled[:] = [raw]
             first = entry if entry is not None else full(dictionary)
@@ -1163,7 +1377,7 @@ class SessionStore(_Queries):
                     return [full(d)]
                 assert base is not None and changes is not None
                 delta, _ = self._delta(
-                    sid, base, meta_wire, changes, audit, conversation, state, actor, d
+                    sid, base, meta_wire, changes, audit, conversation, context, state, actor, d
                 )
                 return [delta]
 
@@ -1178,7 +1392,7 @@ class SessionStore(_Queries):
                     seq,
                     conversation.id,
                     messages,
-                    conversation.context,
+                    context,
                     conversation.mode_history,
                     state,
                 ),
@@ -1240,6 +1454,7 @@ class SessionStore(_Queries):
         changes: dict[str, Any],
         audit: dict[str, Any],
         conversation: ConversationSnapshot,
+        context: ConversationContext,
         state: SessionState,
         actor: str | None,
         dictionary: Dictionary | None,
@@ -1249,13 +1464,13 @@ class SessionStore(_Queries):
         payload = _delta_head(meta_wire, changes, conversation.id)
         if "ov" in audit:
             payload["ov"] = audit["ov"]
-        raw = _packb(messages_to_wire(conversation.messages[n_old:]), "messages")
+        raw = self._messages_raw(conversation.messages[n_old:])
         payload |= {"base": n_old, "n": len(conversation.messages)}
         _with_blob(payload, blob_of(raw, dictionary))
         # Context, mode history and state are written only when they changed,
         # so a save's bytes follow what is new, not the session's size.
-        if conversation.context != base.context:
-            payload["cx"] = context_to_wire(conversation.context)
+        if context != base.context:
+            payload["cx"] = context_to_wire(context)
         if conversation.mode_history != base.mode_history:
             payload["mh"] = mode_history_to_wire(conversation.mode_history)
         if state != base.state:
@@ -1299,34 +1514,29 @@ class SessionStore(_Queries):
             raise InvalidArgument(f"reason must be 'user' or 'retention', got {reason!r}")
         if actor is not None and not isinstance(actor, str):
             raise InvalidArgument(f"actor must be a string, got {type(actor).__name__}")
-        self._require(sid)
         payload: dict[str, Any] = {"v": 1, "reason": reason}
         if actor:
             payload["actor"] = actor
         with self._lock_for(sid):
-            self._append([Entry(EventType.SESSION_DELETED, payload, sid)])
+            self._edit(sid, [Entry(EventType.SESSION_DELETED, payload, sid)])
             self._meta_bases.pop(sid.bytes, None)
 
     def _metadata_event(
         self, session_id: UUID | str, etype: EventType, payload: dict[str, Any]
     ) -> None:
         sid = _sid(session_id)
-        # Under the session's save lock: a save of it in this process merges
-        # its metadata against the log and must not miss this change.
-        with self._lock_for(sid):
-            self._require(sid)
-            self._append([Entry(etype, {"v": 1, **payload}, sid)])
+        self._edit(sid, [Entry(etype, {"v": 1, **payload}, sid)])
 
     def tag(self, session_id: UUID | str, *tags: str) -> None:
         """Add tags to a session (one ``TagsChanged`` event); at least one tag."""
         self._metadata_event(
-            session_id, EventType.TAGS_CHANGED, {"add": _tags(tags, "tag"), "rm": []}
+            session_id, EventType.TAGS_CHANGED, {"add": self._tags(tags, "tag"), "rm": []}
         )
 
     def untag(self, session_id: UUID | str, *tags: str) -> None:
         """Remove tags from a session (one ``TagsChanged`` event); at least one tag."""
         self._metadata_event(
-            session_id, EventType.TAGS_CHANGED, {"add": [], "rm": _tags(tags, "untag")}
+            session_id, EventType.TAGS_CHANGED, {"add": [], "rm": self._tags(tags, "untag")}
         )
 
     def set_favorite(self, session_id: UUID | str, flag: bool) -> None:
@@ -1339,7 +1549,7 @@ class SessionStore(_Queries):
         """Change a session's title."""
         if not isinstance(title, str):
             raise InvalidArgument(f"title must be a string, got {type(title).__name__}")
-        self._metadata_event(session_id, EventType.SESSION_RENAMED, {"title": title})
+        self._metadata_event(session_id, EventType.SESSION_RENAMED, {"title": self._redact(title)})
 
     def touch(self, session_id: UUID | str) -> None:
         """Set a session's last-accessed time to now."""
@@ -1365,32 +1575,48 @@ class SessionStore(_Queries):
             isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 0
         ):
             raise InvalidArgument(f"max_count must be an int >= 0, got {max_count!r}")
-        sessions = sorted(self.list_sessions(), key=lambda m: (m.last_accessed, m.id.bytes))
+        while True:
+            doomed = self._cleanup_once(max_age_days, max_count)
+            if doomed is not None:
+                return doomed
+
+    def _cleanup_once(
+        self, max_age_days: float | None, max_count: int | None
+    ) -> list[UUID] | None:
+        """One try of :meth:`cleanup_old_sessions`; ``None``: try again."""
+        self._sync()
+        with self._runner.lock:
+            wanted = _doomed(self._index.sessions, max_age_days, max_count)
+        # The save locks of the sessions it means to delete: no event of this
+        # process about them shares the group commit, where ``prepare`` would
+        # not see it. If the index as of the commit dooms a session of another
+        # stripe, it tries again with that stripe too.
+        stripes = sorted({hash(sid) % _STRIPES for sid in wanted})
         doomed: list[UUID] = []
-        if max_age_days is not None:
-            try:
-                cutoff = _now() - timedelta(days=max_age_days)
-            except OverflowError:  # older than datetime.min: nothing is that old
-                cutoff = datetime.min.replace(tzinfo=UTC)
-            doomed = [m.id for m in sessions if not m.is_favorite and m.last_accessed < cutoff]
-        if max_count is not None:
-            alive = [m for m in sessions if m.id not in set(doomed)]
-            excess = len(alive) - max_count
-            for m in alive:
-                if excess <= 0:
-                    break
-                if not m.is_favorite:
-                    doomed.append(m.id)
-                    excess -= 1
-        order = {m.id: i for i, m in enumerate(sessions)}
-        doomed.sort(key=order.__getitem__)
-        if doomed:
-            self._append(
-                [
-                    Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
-                    for sid in doomed
-                ]
-            )
+
+        def prepare() -> list[Entry]:
+            # Under the commit lock, caught up with every process: the counts
+            # and ages are the index's as of this commit.
+            self._sync()
+            with self._runner.lock:
+                now = _doomed(self._index.sessions, max_age_days, max_count)
+            if any(hash(sid) % _STRIPES not in stripes for sid in now):
+                raise _Widen
+            doomed[:] = now
+            return [
+                Entry(EventType.SESSION_DELETED, {"v": 1, "reason": "retention"}, sid)
+                for sid in now
+            ]
+
+        for i in stripes:
+            self._locks[i].acquire()
+        try:
+            self._append([], prepare)
+        except _Widen:
+            return None
+        finally:
+            for i in reversed(stripes):
+                self._locks[i].release()
         return doomed
 
     def fork_session(
@@ -1467,12 +1693,12 @@ class SessionStore(_Queries):
             raise InvalidArgument("description must be a string or None")
         meta = CheckpointMetadata(
             id=cid,
-            name=name,
+            name=self._redact(name),
             created_at=_now(),
             message_index=len(conversation.messages)
             if isinstance(conversation, ConversationSnapshot)
             else 0,
-            description=description,
+            description=None if description is None else self._redact(description),
         )
         self._append_checkpoint(_sid(session_id), meta, conversation, state)
         return meta
@@ -1487,21 +1713,22 @@ class SessionStore(_Queries):
     ) -> None:
         _check(conversation, ConversationSnapshot, "conversation")
         _check(state, SessionState, "state")
-        self._require(sid)
         payload = {
             "v": 1,
             "meta": checkpoint_meta_to_wire(meta),
-            "conv": _blob(conversation_to_wire(conversation), "conversation"),
-            "st": state_to_wire(state),
+            "conv": blob_of(self._conversation_raw(conversation)),
+            "st": state_to_wire(self._redact(state)),
         }
-        self._append([Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
+        self._edit(sid, [Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
 
     def delete_checkpoint(self, session_id: UUID | str, checkpoint_id: UUID | str) -> None:
         """Delete one checkpoint of a session."""
         sid, cid = _sid(session_id), _sid(checkpoint_id, "checkpoint id")
-        self._sync()
-        self._checkpoint_record(sid, cid)
-        self._append([Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)])
+        self._edit(
+            sid,
+            [Entry(EventType.CHECKPOINT_DELETED, {"v": 1, "id": cid.bytes}, sid)],
+            lambda: self._checkpoint_record(sid, cid),
+        )
 
     # -- compaction and purge -------------------------------------------------------------
 
@@ -1555,6 +1782,46 @@ class SessionStore(_Queries):
             raise JournalError(
                 f"purge stopped by an I/O error ({exc}); the session is deleted but some of "
                 "its bytes may remain: run the purge again"
+            ) from exc
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def _rules(self, *, create_key: bool) -> Redactor:
+        """The redaction rules of this store's policy, on even when saves have it off."""
+        if self._redactor is not None:
+            return self._redactor
+        key = load_key(self.root, create=create_key)
+        # Without a key (a read-only store of a journal that never had one)
+        # the rules still find secrets; only markers would need it.
+        return Redactor(attrs.evolve(self.redaction, enabled=True), key or bytes(32))
+
+    def scan_secrets(self) -> list[SecretFinding]:
+        """Every record that holds a secret by this store's redaction rules (what
+        a save now would redact): seq, event, session and kinds, never a value."""
+        self._sync()
+        from journal import _scrub
+
+        return _scrub.scan(self._journal, self._rules(create_key=False), until_seq=self._runner.seq)
+
+    def scrub_secrets(self, *, actor: str | None = None) -> ScrubReport:
+        """Rewrite every secret :meth:`scan_secrets` finds out of the journal:
+        each replaced by its marker in place (same seq), dictionaries that may
+        hold one dropped, snapshots and quarantined tails removed; then append
+        ``SecretsScrubbed`` (docs/FORMAT.md)."""
+        if actor is not None and not isinstance(actor, str):
+            raise InvalidArgument("actor must be a string")
+        if self._journal.readonly:
+            raise ReadOnlyJournal(
+                f"the store {self.root} was opened read-only; open it writable to scrub"
+            )
+        try:
+            from journal import _scrub
+
+            return _scrub.scrub(self, self._rules(create_key=True), actor)
+        except OSError as exc:
+            raise JournalError(
+                f"scrub stopped by an I/O error ({exc}); the journal is the one before the "
+                "scrub or the scrubbed one, never a mix: run it again"
             ) from exc
 
     def _after_rewrite(self, forget: bytes | None = None) -> None:

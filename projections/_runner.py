@@ -22,7 +22,7 @@ import msgpack
 
 from journal._codec import RAW, unpack_bounded
 from journal._errors import CorruptJournal, CorruptPayload, JournalError, RecordNotFound
-from journal._events import AS_IS_VERSIONS, upcast
+from journal._events import AS_IS_VERSIONS, EventType, upcast
 from journal._log import Journal
 from journal._segment import Record
 from projections._base import Projection, gc_paused
@@ -36,6 +36,17 @@ _SNAP_MAGIC = b"AGCP"
 _SNAP_VERSION = 2
 _SNAP_HEADER = struct.Struct("<4sHHII")  # magic, version, reserved, body_len, crc
 _MAX_SNAP = 1 << 30
+_SECRETS_SCRUBBED = int(EventType.SECRETS_SCRUBBED)
+
+
+def _rewritten_at(j: Journal, rec: Record) -> int:
+    """The manifest generation that listed a ``SecretsScrubbed``'s rewritten
+    segments (unknown: larger than any, so the state is rebuilt)."""
+    try:
+        gen = j.decode(rec).get("gen")
+    except (JournalError, AttributeError):
+        gen = None
+    return gen if type(gen) is int else 1 << 62
 
 
 class ProjectionRunner:
@@ -68,6 +79,13 @@ class ProjectionRunner:
         self._persisted: tuple[int, int | None] | None = None  # (seq, horizon) of the snaps
         self.replayed = 0
         self._since_persist = 0
+        # Rebuilds from the start (compaction, scrub): derived views keyed by
+        # the projections' change counters include it, as those start again.
+        self.rebuilds = 0
+        # The manifest generation the state's replay began at (-1: unknown, as
+        # for a restored snap): a SecretsScrubbed whose rewrite came later
+        # means the state was built from records since rewritten.
+        self._built_at = -1
 
     # -- replay --------------------------------------------------------------------------
 
@@ -89,12 +107,24 @@ class ProjectionRunner:
                     self.seq = self.ts_ns = 0
                 self.horizon_seq = horizon
             n = 0
+            if self.seq == 0:
+                self._built_at = j.manifest.generation
             until = last if self.until_seq is None else min(last, self.until_seq)
             recent = j.recent_records(self.seq + 1, until)
             records: Iterable[Record] = (
                 recent if recent is not None else j.scan(from_seq=self.seq + 1, until_seq=until)
             )
             for rec in records:
+                if (
+                    rec.event_type == _SECRETS_SCRUBBED
+                    and self.seq
+                    and self._built_at < _rewritten_at(j, rec)
+                ):
+                    # The records before it were rewritten in place after this
+                    # state was built from them: it may hold what was scrubbed.
+                    self._reset()
+                    self.seq = self.ts_ns = 0
+                    return self.catch_up()
                 self._apply(rec)
                 n += 1
             self.replayed += n
@@ -119,6 +149,8 @@ class ProjectionRunner:
                 return False
             if self.journal.manifest.horizon_seq != self.horizon_seq:
                 return False
+            if any(r.event_type == _SECRETS_SCRUBBED for r in records):
+                return False  # the next catch_up rebuilds from the rewritten log
             first = records[0].seq
             if first > self.seq + 1:
                 # Other batches of the same group commit (this process's own,
@@ -212,12 +244,14 @@ class ProjectionRunner:
                 self._reset()
                 return False
             self.seq, self.ts_ns = seq, ts
+            self._built_at = -1  # whoever built the snap, it may predate a scrub
             self.horizon_seq = self.journal.manifest.horizon_seq
             self._persisted = (seq, self.horizon_seq)
             self.restored_from_snapshot = True
             return True
 
     def _reset(self) -> None:
+        self.rebuilds += 1
         for p in self.projections:
             p.__init__()  # type: ignore[misc]
 

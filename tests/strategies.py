@@ -49,6 +49,7 @@ from journal._model import (
     UnknownItem,
     UnknownSummary,
 )
+from journal._redact import RedactionPolicy, Redactor
 
 Unknown = Literal["json", "legacy", "both"]
 
@@ -206,11 +207,18 @@ def embedding_cache_state() -> st.SearchStrategy[EmbeddingCacheState]:
     return st.builds(EmbeddingCacheState, U64, TEXT, U64)
 
 
+# The default redaction policy replaces the values of secret-looking names
+# (``*_KEY``, ...): generic sessions avoid them so that a store with the default
+# policy gives them back as saved (tests/test_redact.py covers redaction).
+_REDACTOR = Redactor(RedactionPolicy(), b"\0" * 32)
+ENV_NAME = TEXT.filter(lambda name: not _REDACTOR.secret_name(name))
+
+
 def conversation_context() -> st.SearchStrategy[ConversationContext]:
     return st.builds(
         ConversationContext,
         TEXT,
-        st.dictionaries(TEXT, TEXT, max_size=3),
+        st.dictionaries(ENV_NAME, TEXT, max_size=3),
         st.lists(TEXT, max_size=3),
         st.none() | ast_index_state(),
         st.none() | embedding_cache_state(),

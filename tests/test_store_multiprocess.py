@@ -32,8 +32,11 @@ WORKER = str(ROOT / "tests" / "_store_worker.py")
 Log = list[dict[str, Any]]
 
 
-def run_workers(root: Path, plans: list[dict[str, Any]], tmp: Path) -> list[Log]:
-    """Start every worker, let them all go at once, and return their logs."""
+def run_workers(
+    root: Path, plans: list[dict[str, Any]], tmp: Path, worker: str = WORKER
+) -> list[Log]:
+    """Start every worker (``worker``, a script), let them all go at once, and
+    return their logs."""
     procs, outs = [], []
     for plan in plans:
         out = tmp / f"worker{plan['worker']}.log"
@@ -41,7 +44,7 @@ def run_workers(root: Path, plans: list[dict[str, Any]], tmp: Path) -> list[Log]
         with open(out, "w") as f:
             procs.append(
                 subprocess.Popen(
-                    [PYTHON, WORKER, json.dumps({"root": str(root), **plan})],
+                    [PYTHON, worker, json.dumps({"root": str(root), **plan})],
                     stdin=subprocess.PIPE,
                     stdout=f,
                     text=True,

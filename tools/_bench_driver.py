@@ -469,6 +469,29 @@ def measure_agcx_scaling(ctx: Ctx) -> Figures:
     return f
 
 
+def measure_agcx_redaction(ctx: Ctx, runs: int = 3) -> Figures:
+    """CPU time per save of the save stream with redaction on (the default)
+    and off, durability ``none``, alternating runs in this process (medians)."""
+    from journal._redact import RedactionPolicy
+
+    on: list[float] = []
+    off: list[float] = []
+    for r in range(runs):
+        for redact in (True, False) if r % 2 == 0 else (False, True):
+            root = _new_dir(ctx.base, f"agcx-redact-{r}-{redact}")
+            peer = AgcxPeer("none", **({} if redact else {"redact": RedactionPolicy.off()}))
+            peer.open(root)
+            t0 = time.process_time()
+            for op in ctx.ops:
+                peer.save(op)
+            (on if redact else off).append((time.process_time() - t0) / len(ctx.ops))
+            peer.close()
+            shutil.rmtree(root, ignore_errors=True)
+    f: Figures = {"on_cpu_s": _median(on), "off_cpu_s": _median(off)}
+    f["ratio"] = f["on_cpu_s"] / f["off_cpu_s"]
+    return f
+
+
 # -- 10,000 sessions: RSS and open time, measured in a child process ---------------------
 
 
@@ -650,6 +673,8 @@ def run_once(ctx: Ctx, tiny_dirs: dict[str, Path] | None, r: int = 0) -> Figures
     out["stores"] = {name: stores[name] for name in plan.stores}
     ctx.log("agcx: open with projection state vs full replay, at()")
     out["agcx"] = measure_agcx_scaling(ctx)
+    ctx.log("agcx: save CPU with secrets redaction on vs off")
+    out["agcx"]["redaction"] = measure_agcx_redaction(ctx)
     if tiny_dirs:
         ctx.log(f"{plan.tiny_sessions} sessions: RSS and open time (child processes)")
         out["tiny"] = measure_tiny(ctx, tiny_dirs)
@@ -959,6 +984,16 @@ def agcx_table(res: Figures, plan: Plan) -> str:
         + f"\nopen with state {plan.scale}x/1x: {_fmt_ratio(a['open_state_ratio'])}"
         + f"\nat(seq {a['at_seq']}) mid-history: {_num(a['at_s'], 'ms')} ms"
         + f" (then list {_num(a['at_list_s'], 'ms')} ms, load one {_num(a['at_load_s'], 'ms')} ms)"
+        + _redaction_line(a.get("redaction"))
+    )
+
+
+def _redaction_line(r: Figures | None) -> str:
+    if not r:
+        return ""
+    return (
+        f"\nsecrets redaction: {r['on_cpu_s'] * 1e6:.1f} us CPU per save on, "
+        f"{r['off_cpu_s'] * 1e6:.1f} us off ({_fmt_ratio(r['ratio'])}, durability none)"
     )
 
 

@@ -1268,6 +1268,24 @@ def _grid() -> Table:
     return g
 
 
+def _confirmed(args: argparse.Namespace, why: str, question: Callable[[], str]) -> bool:
+    """Whether a rewrite of the journal may go ahead: ``--yes``, or a "y" typed at
+    a terminal (elsewhere ``--yes`` is required: ``why`` says what it does)."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{why}: add --yes to confirm")
+    return input(f"{question()} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _copies_row(g: Table, files_removed: Sequence[str]) -> None:
+    g.add_row(
+        "copies",
+        f"{_plural(len(files_removed), 'derived file')} removed (projection "
+        "snapshots, rebuilt on the next open; quarantined tails)",
+    )
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     import getpass
     import socket
@@ -1278,13 +1296,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
     with _store(args, readonly=False) as store:
         meta = _resolve_session(store, args.session)
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError("purge removes the session's bytes for good: add --yes to confirm")
-            answer = input(f"purge {meta.title!r} ({meta.id}) for good? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                _out().print("nothing purged")
-                return EXIT_OK
+        if not _confirmed(
+            args,
+            "purge removes the session's bytes for good",
+            lambda: f"purge {meta.title!r} ({meta.id}) for good?",
+        ):
+            _out().print("nothing purged")
+            return EXIT_OK
         actor = args.actor or f"agcx purge by {getpass.getuser()}@{socket.gethostname()}"
         report = store.purge(meta.id, actor=actor)
     if _json(args):
@@ -1303,11 +1321,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         ),
     )
     g.add_row("rewritten", _plural(report.segments_rewritten, "segment"))
-    g.add_row(
-        "copies",
-        f"{_plural(len(report.files_removed), 'derived file')} removed (projection "
-        "snapshots, rebuilt on the next open; quarantined tails)",
-    )
+    _copies_row(g, report.files_removed)
     g.add_row("took", f"{report.seconds:.2f} s")
     out.print(Text(f"purged {meta.title!r}", style="bold"))
     out.print(g)
@@ -1337,6 +1351,68 @@ def cmd_fork(args: argparse.Namespace) -> int:
             f"forked {meta.title!r} at message {forked.message_count} into {new} "
             f"({forked.title!r})"
         )
+    return EXIT_OK
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """``secrets scan``: records holding secrets (exit 1 when any); ``secrets
+    scrub``: rewrite them out of every segment (journal/_scrub.py)."""
+    import getpass
+    import socket
+
+    from rich.text import Text
+
+    from tools._lines import print_json
+
+    if args.action == "scan":
+        with _store(args) as store:
+            found = store.scan_secrets()
+        if _json(args):
+            print_json([f.to_json() for f in found])
+        else:
+            out = _out()
+            for f in found:
+                sid = str(f.session_id) if f.session_id else "-"
+                out.print(Text(f"seq {f.seq}  {f.event}  session {sid}  {', '.join(f.kinds)}"))
+            out.print(Text(f"{len(found)} records hold secrets" if found else "no secrets found"))
+        return EXIT_PROBLEM if found else EXIT_OK
+    with _store(args, readonly=False) as store:
+        if not _confirmed(
+            args,
+            "scrub rewrites the journal's segments",
+            lambda: f"rewrite the secrets of {len(store.scan_secrets())} records out of "
+            f"{store.root}?",
+        ):
+            _out().print("nothing scrubbed")
+            return EXIT_OK
+        actor = args.actor or f"agcx secrets scrub by {getpass.getuser()}@{socket.gethostname()}"
+        report = store.scrub_secrets(actor=actor)
+    if _json(args):
+        print_json(report)
+        return EXIT_OK
+    out = _out()
+    g = _grid()
+    g.add_row("event", f"seq {report.scrub_seq}")
+    g.add_row(
+        "rewritten",
+        f"{_plural(report.records_rewritten, 'record')} in "
+        f"{_plural(report.segments_rewritten, 'segment')}"
+        + (
+            f", {_plural(report.blobs_recompressed, 'blob')} recompressed"
+            if report.blobs_recompressed
+            else ""
+        ),
+    )
+    g.add_row("kinds", ", ".join(f"{k} x{n}" for k, n in report.kinds) or "-")
+    if report.dictionaries_removed:
+        g.add_row(
+            "dictionaries",
+            f"{report.dictionaries_removed} removed (they may hold a secret)",
+        )
+    _copies_row(g, report.files_removed)
+    g.add_row("took", f"{report.seconds:.2f} s")
+    out.print(Text("secrets scrubbed", style="bold"))
+    out.print(g)
     return EXIT_OK
 
 
@@ -1732,6 +1808,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--title", metavar="T", help="the fork's title (default: SESSION's + (fork))")
     sp.add_argument("--actor", metavar="NAME", help="who forks (recorded in the event)")
+    json_flag(sp)
+
+    sp = cmd(
+        "secrets",
+        cmd_secrets,
+        "find secrets already in the journal (scan), or rewrite them out of it (scrub)",
+        "scan lists each record holding a secret (seq, event, session, kinds; never the\n"
+        "value) and exits 1 when there is any. scrub replaces each by its marker in\n"
+        "every segment, drops dictionaries that may hold one and removes snapshots and\n"
+        "quarantined tails, as purge does; it asks on a terminal, elsewhere needs --yes.\n\n"
+        "examples:\n  agcx secrets scan\n  agcx secrets scrub --yes",
+    )
+    sp.add_argument("action", choices=["scan", "scrub"])
+    sp.add_argument("--yes", action="store_true", help="scrub: do not ask for confirmation")
+    sp.add_argument("--actor", metavar="NAME", help="scrub: who scrubs (recorded in the event)")
     json_flag(sp)
 
     sp = cmd(
