@@ -47,6 +47,7 @@ from journal._errors import (
     SessionNotFound,
     SessionPurged,
     ThreadDeleted,
+    ThreadShared,
     UnsupportedVersion,
 )
 from journal._events import EventType
@@ -232,6 +233,7 @@ __all__ = [
     "StoreStatistics",
     "SummaryText",
     "ThreadDeleted",
+    "ThreadShared",
     "ToolCallMetadata",
     "UnknownContent",
     "UnknownItem",

@@ -151,6 +151,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "StoreStatistics",
         "SummaryText",
         "ThreadDeleted",
+        "ThreadShared",
         "ToolCallMetadata",
         "UnknownContent",
         "UnknownItem",
