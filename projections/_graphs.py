@@ -17,8 +17,9 @@ Per thread (keyed by :func:`journal._graph.thread_key`), per namespace:
 payload names the thread under ``graph``; the thread's own records are
 gone). The rule a late write meets (:meth:`late_put`, :meth:`late_writes`)
 is the fold's own: a put or write that continues a checkpoint the thread no
-longer has, on a thread that was ever deleted, is not indexed, and the saver refuses it under the commit lock before it is
-written, by asking the same question.
+longer has, on a thread that was ever deleted, is not indexed, and the
+saver refuses it under the commit lock before it is written, by asking the
+same question.
 """
 
 from __future__ import annotations
