@@ -581,6 +581,8 @@ def test_bench_phase_compares_with_the_sqlite_saver(
     for name in ("JournalSaver", "AsyncSqliteSaver"):
         f = figures["langgraph"][name]
         assert f["puts"] == 72 and f["bytes"] > 0 and f["puts_per_s"] > 0
+    journal = figures["langgraph"]["JournalSaver"]
+    assert journal["direct_put_median_ms"] > 0 and journal["fdatasync_median_ms"] > 0
     assert "target size <= 0.5x" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone
 
