@@ -955,9 +955,14 @@ class SessionStore(_Queries):
         self,
         entries: list[Entry],
         prepare: Callable[[], Sequence[Entry] | None] | None = None,
+        *,
+        fold_payloads: bool = False,
     ) -> list[int]:
         # Our own records are folded in from memory when nothing came in
         # between; otherwise the next query catches up from the log.
+        # ``fold_payloads``: the caller's ``prepare`` never replaces the
+        # entries and their payloads are plain msgpack types of the current
+        # schema, so the fold takes them as they are (no decompress, no decode).
         #
         # An event that replaces or ends a session's content (save, delete,
         # purge) commits holding that session's save lock, whoever appends it
@@ -979,7 +984,7 @@ class SessionStore(_Queries):
         finally:
             for i in reversed(stripes):
                 self._locks[i].release()
-        self._runner.apply_own(records)
+        self._runner.apply_own(records, [e.payload for e in entries] if fold_payloads else None)
         return [r.seq for r in records]
 
     def _require(self, sid: UUID) -> None:

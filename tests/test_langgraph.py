@@ -587,6 +587,21 @@ def test_bench_phase_compares_with_the_sqlite_saver(
     assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone
 
 
+def test_the_index_folded_from_memory_equals_one_folded_from_the_log(root: Path) -> None:
+    """A put or write is folded from the payload it was built from, not read
+    back: the graphs projection must be what a replay of the log makes."""
+    with JournalSaver(root, durability="none") as s:
+        delta_thread(s, "delta")
+        put(s, "t", "1", None, {"x": b"\x00bytes", "y": [1, 2.5, "s"]}, {"x": 1, "y": "v1"})
+        put(s, "t", "2", "1", {"x": 2, "y": None}, {"x": 2, "y": 2.5}, {"x": 2}, ns="sub")
+        s.put_writes(config("t", "2", "sub"), [("x", 1), ("__error__", "boom")], "task", "p")
+        s.put_writes(config("t", "2", "sub"), [("x", 2)], "task")
+        s.copy_thread("t", "u")
+        folded = s.store._graphs.plain_state()
+    with SessionStore.open(root, snapshots=False) as replayed:
+        assert replayed._graphs.plain_state() == folded
+
+
 # -- purge of a thread ---------------------------------------------------------------------
 
 
