@@ -15,7 +15,8 @@ journal's growth), against what a store without the primitive does:
 
 The journal runs with ``durability="none"``, so that the figures are the
 operations' own work and bytes, not the disk's fdatasync (one per operation
-either way). Each figure is the median of ``--repeat`` x 5 operations.
+either way), and without trained dictionaries (see :func:`_one_size`). Each
+figure is the median of ``--repeat`` x 5 operations.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+from journal._dictionary import Trainer
 from journal._model import ConversationSnapshot, MessageSnapshot, SessionMetadata, SessionState
 from journal._store import SessionStore
 from tools._bench_agcx import to_snapshot
@@ -75,6 +77,10 @@ def _measure(store: SessionStore, op: Callable[[], Any], n: int) -> tuple[float,
 
 def _one_size(base: Path, snaps: tuple[MessageSnapshot, ...], n: int) -> dict[str, Any]:
     with SessionStore.open(base, durability="none") as store:
+        # No dictionary: one trained on the bench's repeated copies of one
+        # conversation would hold its very text and shrink every later copy
+        # to almost nothing, which no real history offers.
+        store._trainer = Trainer(train_bytes=1 << 62)
         src = uuid4()
         before = store.journal.statistics().bytes
         _save(store, src, snaps)
