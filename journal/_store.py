@@ -289,6 +289,17 @@ def _saved_fields(event: dict[str, Any]) -> str:
 # -- argument checks ----------------------------------------------------------------------
 
 
+def _may_match(wire: Any, q: str) -> bool:
+    """Whether a session's stored metadata map (title ``ti``, tags ``tg``) may
+    contain ``q``: False only when it surely does not (a map of another shape
+    may, and is decoded)."""
+    ti = wire.get("ti") if type(wire) is dict else None
+    tg = wire.get("tg", []) if type(wire) is dict else None
+    if type(ti) is not str or type(tg) is not list:
+        return True
+    return q in ti.lower() or any(type(t) is not str or q in t.lower() for t in tg)
+
+
 def _sid(value: object, what: str = "session id") -> UUID:
     if isinstance(value, UUID):
         return value
@@ -533,11 +544,25 @@ class _Queries:
         if not isinstance(query, str):
             raise InvalidArgument(f"query must be a string, got {type(query).__name__}")
         q = query.lower()
-        return [
-            m
-            for m in self.list_sessions()
-            if not q or q in m.title.lower() or any(q in t.lower() for t in m.tags)
-        ]
+        if not q:
+            return self.list_sessions()
+        self._sync()
+        with self._runner.lock, gc_paused():
+            # Only the sessions whose stored title or tags may match become
+            # metadata objects (at 10,000 sessions building them all is most
+            # of a search); the test below on the metadata decides.
+            unpack_all(self._index.sessions)
+            pairs = [
+                (m, sid)
+                for sid, wire in self._index.sessions.items()
+                if _may_match(wire, q)
+                and (
+                    q in (m := self._metadata(sid)).title.lower()
+                    or any(q in t.lower() for t in m.tags)
+                )
+            ]
+        pairs.sort(key=lambda p: (p[0].last_accessed, p[1]), reverse=True)
+        return [m for m, _ in pairs]
 
     def find_sessions(
         self,
