@@ -286,9 +286,6 @@ def _saved_fields(event: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-# -- argument checks ----------------------------------------------------------------------
-
-
 def _may_match(wire: Any, q: str) -> bool:
     """Whether a session's stored metadata map (title ``ti``, tags ``tg``) may
     contain ``q``: False only when it surely does not (a map of another shape
@@ -298,6 +295,9 @@ def _may_match(wire: Any, q: str) -> bool:
     if type(ti) is not str or type(tg) is not list:
         return True
     return q in ti.lower() or any(type(t) is not str or q in t.lower() for t in tg)
+
+
+# -- argument checks ----------------------------------------------------------------------
 
 
 def _sid(value: object, what: str = "session id") -> UUID:
