@@ -286,17 +286,6 @@ def _saved_fields(event: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _may_match(wire: Any, q: str) -> bool:
-    """Whether a session's stored metadata map (title ``ti``, tags ``tg``) may
-    contain ``q``: False only when it surely does not (a map of another shape
-    may, and is decoded)."""
-    ti = wire.get("ti") if type(wire) is dict else None
-    tg = wire.get("tg", []) if type(wire) is dict else None
-    if type(ti) is not str or type(tg) is not list:
-        return True
-    return q in ti.lower() or any(type(t) is not str or q in t.lower() for t in tg)
-
-
 # -- argument checks ----------------------------------------------------------------------
 
 
@@ -543,26 +532,10 @@ class _Queries:
         """Sessions whose title or any tag contains ``query`` (case-insensitive)."""
         if not isinstance(query, str):
             raise InvalidArgument(f"query must be a string, got {type(query).__name__}")
-        q = query.lower()
-        if not q:
-            return self.list_sessions()
-        self._sync()
-        with self._runner.lock, gc_paused():
-            # Only the sessions whose stored title or tags may match become
-            # metadata objects (at 10,000 sessions building them all is most
-            # of a search); the test below on the metadata decides.
-            unpack_all(self._index.sessions)
-            pairs = [
-                (m, sid)
-                for sid, wire in self._index.sessions.items()
-                if _may_match(wire, q)
-                and (
-                    q in (m := self._metadata(sid)).title.lower()
-                    or any(q in t.lower() for t in m.tags)
-                )
-            ]
-        pairs.sort(key=lambda p: (p[0].last_accessed, p[1]), reverse=True)
-        return [m for m, _ in pairs]
+        # The filter reads the index's stored title and tags: only the
+        # sessions that match are built (at 10,000 sessions building them all
+        # was most of a search).
+        return list(self.find_sessions(query=query).sessions)
 
     def find_sessions(
         self,
