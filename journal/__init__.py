@@ -48,6 +48,7 @@ from journal._errors import (
     SessionNotFound,
     SessionPurged,
     ThreadDeleted,
+    ThreadShared,
     UnsupportedVersion,
 )
 from journal._events import EventType
@@ -241,6 +242,7 @@ __all__ = [
     "StoreStatistics",
     "SummaryText",
     "ThreadDeleted",
+    "ThreadShared",
     "ToolCallMetadata",
     "UnknownContent",
     "UnknownItem",

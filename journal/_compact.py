@@ -44,11 +44,11 @@ from uuid import UUID
 import attrs
 
 from journal._dictionary import read_dictionary_event
-from journal._errors import InvalidArgument, JournalBusy, SessionNotFound
+from journal._errors import InvalidArgument, JournalBusy, SessionNotFound, ThreadShared
 from journal._events import EventType, blob_dictionary, blob_of, upcast
 from journal._fork import give_forks_their_own
 from journal._format import HEADER_SIZE, SegmentInfo
-from journal._graph import decode_graph_event
+from journal._graph import GRAPH_EVENTS, decode_graph_event
 from journal._log import Entry, Journal, from_ns
 from journal._rewrite import (
     RewriteConflict,
@@ -349,14 +349,20 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
     sid = session_id.bytes
     with _exclusive(j, "purge"):
         store._sync()
-        if not any(r.session == sid for r in j.scan()):
+        own = [r for r in j.scan() if r.session == sid]
+        if not own:
             raise SessionNotFound(f"no record of session {session_id} in the journal")
+        thread = _graph_thread(j, store._graphs, own)
         # Forks reading the session's records get their own copy first: once
         # these full saves are durable, removing its bytes leaves them whole.
         give_forks_their_own(store, sid)
         payload: dict[str, Any] = {"v": 1}
         if actor:
             payload["actor"] = actor
+        if thread is not None:
+            # The graphs projection drops the thread and keeps refusing its
+            # late writes, as after delete_thread (the thread's own tombstones go).
+            payload["graph"] = thread
         purge_seq = store._append([Entry(EventType.SESSION_PURGED, payload, session_id)])[0]
         j.seal_active()
         replaced: list[SegmentInfo] = []
@@ -394,6 +400,42 @@ def purge(store: SessionStore, session_id: UUID, actor: str | None = None) -> Pu
             session_id, purge_seq, removed, removed_bytes, len(replaced), tuple(files),
             time.perf_counter() - started, len(trained_on),
         )
+
+
+def _graph_thread(j: Journal, graphs: GraphCheckpoints, own: list[Record]) -> str | None:
+    """The graph thread whose records ``own`` are (None for a session), after
+    checking that no other thread reads them: a fork made by ``copy_thread``
+    refers to its source's records, and has no copy of its own to fall back on."""
+    first = next((r for r in own if r.event_type in GRAPH_EVENTS), None)
+    if first is None:
+        return None
+    thread: str = _graph_event(j, first.seq).thread
+    seqs = {r.seq for r in own}
+    key = own[0].session
+    readers = sorted(
+        tid
+        for k, (tid, spaces) in graphs.threads.items()
+        if k != key and any(_reads(n, seqs) for n in spaces.values())
+    )
+    if readers:
+        raise ThreadShared(
+            f"graph thread {thread!r} is not purged: its records are read by "
+            f"{', '.join(map(repr, readers))} (forks made by copy_thread). Purge or "
+            f"delete those first, or JournalSaver.delete_thread({thread!r}) and compact: "
+            "compaction drops every byte of it that no fork needs",
+            thread, tuple(readers),
+        )
+    return thread
+
+
+def _reads(n: list[Any], seqs: set[int]) -> bool:
+    """Whether a namespace's checkpoints, writes or values are in the records ``seqs``."""
+    cks, writes, blobs = n
+    return (
+        any(ck[CK_SEQ] in seqs for ck in cks.values())
+        or any(w[0] in seqs for t in writes.values() for i in t.values() for w in i.values())
+        or any(loc[0] in seqs for v in blobs.values() for loc in v.values())
+    )
 
 
 def _graph_records(j: Journal, graphs: GraphCheckpoints, cut: int) -> set[int]:

@@ -27,6 +27,7 @@ __all__ = [
     "SessionNotFound",
     "SessionPurged",
     "ThreadDeleted",
+    "ThreadShared",
     "UnsupportedVersion",
 ]
 
@@ -172,3 +173,17 @@ class SessionConflict(JournalError):
     def __init__(self, message: str, session_id: UUID) -> None:
         self.session_id = session_id
         super().__init__(message)
+
+
+class ThreadShared(JournalError):
+    """A purge of a graph thread whose records other threads still read
+    (forks made by ``copy_thread``): nothing was written or removed.
+
+    ``readers`` names those threads. Delete them first, or delete the thread
+    (``JournalSaver.delete_thread``) and compact: compaction drops every byte
+    of it that no fork needs."""
+
+    def __init__(self, message: str, thread_id: str, readers: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+        self.readers = readers

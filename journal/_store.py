@@ -578,12 +578,10 @@ class _Queries:
         """Sessions whose title or any tag contains ``query`` (case-insensitive)."""
         if not isinstance(query, str):
             raise InvalidArgument(f"query must be a string, got {type(query).__name__}")
-        q = query.lower()
-        return [
-            m
-            for m in self.list_sessions()
-            if not q or q in m.title.lower() or any(q in t.lower() for t in m.tags)
-        ]
+        # The filter reads the index's stored title and tags: only the
+        # sessions that match are built (at 10,000 sessions building them all
+        # was most of a search).
+        return list(self.find_sessions(query=query).sessions)
 
     def find_sessions(
         self,
@@ -1030,9 +1028,14 @@ class SessionStore(_Queries):
         self,
         entries: list[Entry],
         prepare: Callable[[], Sequence[Entry] | None] | None = None,
+        *,
+        fold_payloads: bool = False,
     ) -> list[int]:
         # Our own records are folded in from memory when nothing came in
         # between; otherwise the next query catches up from the log.
+        # ``fold_payloads``: the caller's ``prepare`` never replaces the
+        # entries and their payloads are plain msgpack types of the current
+        # schema, so the fold takes them as they are (no decompress, no decode).
         #
         # An event that replaces or ends a session's content (save, delete,
         # purge) commits holding that session's save lock, whoever appends it
@@ -1054,7 +1057,7 @@ class SessionStore(_Queries):
         finally:
             for i in reversed(stripes):
                 self._locks[i].release()
-        self._runner.apply_own(records)
+        self._runner.apply_own(records, [e.payload for e in entries] if fold_payloads else None)
         return [r.seq for r in records]
 
     def _require(self, sid: UUID) -> int:

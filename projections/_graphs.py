@@ -13,11 +13,13 @@ Per thread (keyed by :func:`journal._graph.thread_key`), per namespace:
   ``GraphCheckpointPut`` at ``seq`` (the last one stored for that version).
 
 ``tombs`` maps a deleted thread's key to the seq of its last
-``GraphThreadDeleted``. The rule a late write meets (:meth:`late_put`,
-:meth:`late_writes`) is the fold's own: a put or write that continues a
-checkpoint the thread no longer has, on a thread that was ever deleted, is
-not indexed, and the saver refuses it under the commit lock before it is
-written, by asking the same question.
+``GraphThreadDeleted``, or of the ``SessionPurged`` that purged it (its
+payload names the thread under ``graph``; the thread's own records are
+gone). The rule a late write meets (:meth:`late_put`, :meth:`late_writes`)
+is the fold's own: a put or write that continues a checkpoint the thread no
+longer has, on a thread that was ever deleted, is not indexed, and the
+saver refuses it under the commit lock before it is written, by asking the
+same question.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _DELETED = int(EventType.GRAPH_THREAD_DELETED)
 _RUNS = int(EventType.GRAPH_RUNS_DELETED)
 _COPIED = int(EventType.GRAPH_THREAD_COPIED)
 _PRUNED = int(EventType.GRAPH_THREAD_PRUNED)
+_PURGED = int(EventType.SESSION_PURGED)
 _FIRST, _LAST = _PUT, _PRUNED
 
 # Positions in a checkpoint entry.
@@ -67,7 +70,7 @@ class GraphCheckpoints:
     """Every graph thread's checkpoints, writes and values, by where they are stored."""
 
     name = "graphs"
-    version = 1
+    version = 2  # 2: a purged thread is dropped (snaps of 1 may still hold one)
 
     def __init__(self) -> None:
         self._threads: dict[bytes, Thread] = {}
@@ -147,6 +150,9 @@ class GraphCheckpoints:
     def apply(self, rec: Record, event: dict[str, Any]) -> None:
         t = rec.event_type
         if not _FIRST <= t <= _LAST:
+            if t == _PURGED and type(event.get("graph")) is str:
+                threads = self._threads if self._packed is None else self.threads
+                self._gone(threads, rec.session, rec.seq)
             return
         ev = decode_graph_event(t, event)
         threads = self._threads if self._packed is None else self.threads
@@ -200,6 +206,11 @@ class GraphCheckpoints:
         if th is not None and th[0] == ev.thread:
             del threads[key]
         self.tombs[key] = rec.seq
+
+    def _gone(self, threads: dict[bytes, Thread], key: bytes, seq: int) -> None:
+        """A purged thread: dropped, and its late writes refused like a deleted one's."""
+        threads.pop(key, None)
+        self.tombs[key] = seq
 
     def _delete_runs(self, threads: dict[bytes, Thread], ev: RunsDeleted) -> None:
         runs = set(ev.run_ids)

@@ -131,7 +131,9 @@ class ProjectionRunner:
             self._note_applied(n)
             return self.seq
 
-    def apply_own(self, records: Sequence[Record]) -> bool:
+    def apply_own(
+        self, records: Sequence[Record], events: Sequence[dict[str, Any]] | None = None
+    ) -> bool:
         """Apply records this process just committed, without reading them back.
 
         When other batches of the same group commit precede them, those are
@@ -139,7 +141,12 @@ class ProjectionRunner:
         anything else came in between, nothing is applied and the next
         :meth:`catch_up` reads it all in order. Returns whether ``records`` are
         applied now.
+
+        ``events``, when given, are the records' payloads as the caller built
+        them (one per record, current schema, plain msgpack types): folded as
+        they are instead of decompressing and decoding the records again.
         """
+        own = records
         with self.lock:
             if not records:
                 return False
@@ -161,18 +168,21 @@ class ProjectionRunner:
                 records = [*gap, *records]
             elif first <= self.seq:
                 records = [r for r in records if r.seq > self.seq]
+            known = {} if events is None else {r.seq: e for r, e in zip(own, events, strict=True)}
             for rec in records:
-                self._apply(rec)
+                self._apply(rec, known.get(rec.seq))
             self._note_applied(len(records))
             return True
 
-    def _apply(self, rec: Record) -> None:
+    def _apply(self, rec: Record, event: Any = None) -> None:
+        if event is not None:
+            self._fold(rec, event)
+            return
         j = self.journal
         # The common case inline (it is most of a replay's own time): a raw
         # outer map of the current schema. msgpack bounds every length by the
         # payload's, as ``unpack_bounded`` does; on any failure the journal's
         # own decode runs again and raises its error for this damage.
-        event: Any = None
         if rec.codec == RAW:
             try:
                 event = _unpackb(rec.payload, strict_map_key=False)
@@ -189,6 +199,10 @@ class ProjectionRunner:
                 event = upcast(rec.event_type, event)  # checks, and upcasts older layouts
         except CorruptPayload as exc:
             raise JournalError(f"seq {rec.seq}: {exc}") from exc
+        self._fold(rec, event)
+
+    def _fold(self, rec: Record, event: Any) -> None:
+        j = self.journal
         try:
             for p in self.projections:
                 p.apply(rec, event)

@@ -479,3 +479,19 @@ def test_a_fork_of_everything_includes_what_another_process_appended_meanwhile(
     assert len(reads) == 2
     assert keys(a, fork) == keys(b, fork) == ["a1", "b1", "b2"]
     assert a.get_metadata(fork).message_count == 3
+
+
+def test_bench_phase_compares_fork_and_pop_with_rewriting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools import bench
+
+    out = tmp_path / "fork.json"
+    assert bench.main(["--fork", "--quick", "--dir", str(tmp_path), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["fork"]
+    assert [r["messages"] for r in rows] == sorted(r["messages"] for r in rows)
+    for r in rows:  # sizes, not times: a fork and a pop are small whatever the source
+        assert r["fork_bytes"] < 512 and r["pop_bytes"] < 512
+        assert r["copy_bytes"] >= r["source_bytes"] > 4 * r["fork_bytes"]
+    assert "fork and pop vs rewriting" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from hypothesis import example, given, settings
@@ -30,7 +31,7 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from journal import EventType, SessionStore, ThreadDeleted, recover
+from journal import EventType, SessionStore, ThreadDeleted, ThreadShared, recover
 from journal._graph import thread_key
 from journal.integrations.langgraph import JournalSaver
 from tests._lg_worker import build
@@ -580,5 +581,66 @@ def test_bench_phase_compares_with_the_sqlite_saver(
     for name in ("JournalSaver", "AsyncSqliteSaver"):
         f = figures["langgraph"][name]
         assert f["puts"] == 72 and f["bytes"] > 0 and f["puts_per_s"] > 0
+    journal = figures["langgraph"]["JournalSaver"]
+    assert journal["direct_put_median_ms"] > 0 and journal["fdatasync_median_ms"] > 0
     assert "target size <= 0.5x" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone
+
+
+def test_the_index_folded_from_memory_equals_one_folded_from_the_log(root: Path) -> None:
+    """A put or write is folded from the payload it was built from, not read
+    back: the graphs projection must be what a replay of the log makes."""
+    with JournalSaver(root, durability="none") as s:
+        delta_thread(s, "delta")
+        put(s, "t", "1", None, {"x": b"\x00bytes", "y": [1, 2.5, "s"]}, {"x": 1, "y": "v1"})
+        put(s, "t", "2", "1", {"x": 2, "y": None}, {"x": 2, "y": 2.5}, {"x": 2}, ns="sub")
+        s.put_writes(config("t", "2", "sub"), [("x", 1), ("__error__", "boom")], "task", "p")
+        s.put_writes(config("t", "2", "sub"), [("x", 2)], "task")
+        s.copy_thread("t", "u")
+        folded = s.store._graphs.plain_state()
+    with SessionStore.open(root, snapshots=False) as replayed:
+        assert replayed._graphs.plain_state() == folded
+
+
+# -- purge of a thread ---------------------------------------------------------------------
+
+
+def test_purge_refuses_a_thread_whose_records_a_fork_still_reads(root: Path) -> None:
+    with JournalSaver(root, durability="none") as s:
+        put(s, "src", "1", None, {"x": "SECRET" * 10}, {"x": 1})
+        put(s, "src", "2", "1", {"x": "two"}, {"x": 2})
+        s.put_writes(config("src", "2"), [("x", "w")], "task")
+        s.copy_thread("src", "fork")
+        before, last = answers(s, "fork"), s.store.journal.last_seq
+        sid = UUID(bytes=thread_key("src"))
+        with pytest.raises(ThreadShared) as err:
+            s.store.purge(sid)
+        assert err.value.thread_id == "src" and err.value.readers == ("fork",)
+        assert "delete_thread" in str(err.value)
+        assert s.store.journal.last_seq == last  # nothing written, nothing removed
+        assert answers(s, "fork") == before and answers(s, "src")
+        # Once the fork is gone, nothing reads the source's records: purge runs.
+        s.delete_thread("fork")
+        s.store.purge(sid)
+        assert s.get_tuple(config("src")) is None and list(s.list(config("src"))) == []
+        with pytest.raises(ThreadDeleted):  # a purged thread stays gone, like a deleted one
+            put(s, "src", "3", "2", {"x": 3}, {"x": 3})
+    data = b"".join(p.read_bytes() for p in (root / "segments").iterdir())
+    assert b"SECRET" not in data and b"SECRET" not in _decompressed(root)
+    assert verify(str(root)).intact
+    with JournalSaver(root) as reopened:
+        assert reopened.get_tuple(config("src")) is None
+        with pytest.raises(ThreadDeleted):
+            put(reopened, "src", "3", "2", {"x": 3}, {"x": 3})
+
+
+def test_purge_of_a_fork_leaves_its_source_whole(root: Path) -> None:
+    with JournalSaver(root, durability="none") as s:
+        put(s, "src", "1", None, {"x": "one"}, {"x": 1})
+        s.copy_thread("src", "fork")
+        put(s, "fork", "2", "1", {"x": "mine"}, {"x": 2})
+        before = answers(s, "src")
+        s.store.purge(UUID(bytes=thread_key("fork")))
+        assert answers(s, "src") == before and s.get_tuple(config("fork")) is None
+    with JournalSaver(root) as reopened:
+        assert answers(reopened, "src") == before and reopened.get_tuple(config("fork")) is None

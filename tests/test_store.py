@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 import attrs
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import journal
 import projections
@@ -155,6 +156,7 @@ def test_journal_exports_exactly_the_pinned_public_api() -> None:
         "StoreStatistics",
         "SummaryText",
         "ThreadDeleted",
+        "ThreadShared",
         "ToolCallMetadata",
         "UnknownContent",
         "UnknownItem",
@@ -324,6 +326,34 @@ def test_a_short_max_chain_bounds_the_records_a_load_reads(root: Path) -> None:
             assert chain_length(s, sid) <= 3
             assert s.load_session(sid)[1:] == (conversation(cid, keys), state(i))
         assert s.statistics().segments > 1
+
+
+_TEXT = st.text(alphabet="aAbBß İ-:", max_size=6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sessions=st.lists(st.tuples(_TEXT, st.lists(_TEXT, max_size=2)), min_size=1, max_size=5),
+    query=_TEXT,
+)
+def test_search_answers_as_a_filter_over_the_listing(
+    tmp_path_factory: pytest.TempPathFactory,
+    sessions: list[tuple[str, list[str]]],
+    query: str,
+) -> None:
+    """The search looks at the stored title and tags before decoding a
+    session's metadata: it must answer as the plain filter does."""
+    with SessionStore.open(tmp_path_factory.mktemp("s") / "j", durability="none") as s:
+        for i, (title, tags) in enumerate(sessions):
+            sid = uuid4()
+            meta = metadata(sid, title, tags=tags, last_accessed=PAST + timedelta(hours=i))
+            s.save_session(sid, meta, conversation(sid, [f"{sid}/0"]), state())
+        q = query.lower()
+        expected = [
+            m.id for m in s.list_sessions()
+            if q in m.title.lower() or any(q in t.lower() for t in m.tags)
+        ]
+        assert [m.id for m in s.search_sessions(query)] == expected
 
 
 def test_list_sessions_is_most_recently_accessed_first_and_search_matches_title_or_tag(

@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time the agcx commands on 10,000 sessions and 1,000,000 events instead "
         "(journals built once and kept under --dir/agcx-bench-cli)",
     )
+    parser.add_argument(
+        "--fork",
+        action="store_true",
+        help="instead: fork_session and pop_message against rewriting the session, by the "
+        "source's size (time and bytes)",
+    )
     parser.add_argument("--rss-child", nargs=2, metavar=("STORE", "ROOT"), help=argparse.SUPPRESS)
 
 
@@ -102,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         from tools._bench_cli import run_cli_bench
 
         return run_cli_bench(args)
+    if getattr(args, "fork", False):
+        from tools._bench_fork import run_fork_bench
+
+        return run_fork_bench(args)
     from tools._bench_driver import run_bench
 
     return run_bench(args)

@@ -436,7 +436,11 @@ class JournalSaver(
         :meth:`_late_check`); keep the event for the reads that follow."""
         entry = _entry(event_type, event, thread_id)
         with self._lock_for(thread_id):
-            seq = self._store._append([entry], self._late_check(late, thread_id, what))[0]
+            # The check raises or appends the entry as it is: the fold may
+            # take its payload from memory instead of decoding the record.
+            seq = self._store._append(
+                [entry], self._late_check(late, thread_id, what), fold_payloads=True
+            )[0]
         self._remember({seq: event})  # read back soon: the next put's values, get_tuple
 
     @staticmethod
