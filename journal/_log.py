@@ -373,7 +373,8 @@ class Journal:
             if not fs.is_regular(self._manifest_path):
                 self._create()
             with self._mutex:
-                self._catch_up(writer=True)
+                if self._catch_up(writer=True) == ScanStop.END:
+                    self._cut_stray_bytes()
                 self._remove_leftovers()
             self._end_change(base)
         finally:
@@ -791,16 +792,17 @@ class Journal:
         assert self._manifest is not None
         return self._manifest.segments[i]
 
-    def _catch_up(self, *, writer: bool) -> None:
+    def _catch_up(self, *, writer: bool) -> str | None:
         """Adopt other processes' changes; a writer (holding the lock) also cuts a torn tail.
 
-        Caller holds ``self._mutex``.
+        Returns why the scan of the active segment stopped (``None``: it is
+        sealed). Caller holds ``self._mutex``.
         """
         if self._manifest is None or self._stat_manifest() != self._manifest_stamp:
             self._load_manifest()
         assert self._manifest is not None
         if self._manifest.segments[-1].sealed:
-            return
+            return None
         active = self._segs[-1]
         before = active.scanned_to
         stop = active.scan_forward(None, self.max_record_size)
@@ -808,6 +810,7 @@ class Journal:
             self._foreign_changes += 1
         if stop.kind != ScanStop.END and writer:
             self._cut_tail(active, stop)
+        return stop.kind
 
     def _cut_tail(self, seg: Segment, stop: ScanStop) -> None:
         """Cut the active segment back to its last whole record.
@@ -833,6 +836,28 @@ class Journal:
             fs.fdatasync(seg.fd)
         seg.alloc_end = cut
         self._tail_cuts += 1
+
+    def _cut_stray_bytes(self) -> None:
+        """On open: cut bytes left after zeros past the active segment's data.
+
+        The data ends at the first zero frame header (preallocated space), and
+        a live writer's unsynced pages are contiguous with it. But a power
+        loss can persist a later page of a write and not an earlier one: the
+        data then ends at zeros with pieces of a lost write after them. Were
+        they left, the next append could land just before a whole record of
+        that lost write and bring it back as if committed. Only a writer
+        opening (under the lock, after a possible power loss) looks.
+        """
+        assert self._manifest is not None
+        if self._manifest.segments[-1].sealed:
+            return
+        seg = self._segs[-1]
+        size = seg.file_size()
+        if size <= seg.scanned_to:
+            return
+        rest = self._fs.pread(seg.fd, min(size, self.segment_size) - seg.scanned_to, seg.scanned_to)
+        if rest.strip(b"\0") or size > self.segment_size:
+            self._cut_tail(seg, ScanStop(ScanStop.END, seg.scanned_to))
 
     def _remove_leftovers(self) -> None:
         """Remove segment files the manifest does not list and temp files of crashed writes.

@@ -7,13 +7,16 @@ import os
 import random
 import signal
 import stat
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +34,7 @@ from journal import (
     RecordNotFound,
     RecordTooLarge,
 )
-from journal._format import HEADER_SIZE, RECORD_OVERHEAD
+from journal._format import HEADER_SIZE, RECORD_OVERHEAD, decode_manifest, encode_manifest
 from tests.conftest import PYTHON, ROOT, child_env
 
 APPENDER = str(ROOT / "tests" / "_appender.py")
@@ -283,6 +286,38 @@ def test_a_missing_or_resized_sealed_segment_is_corruption(root: Path) -> None:
     first.unlink()
     with pytest.raises(CorruptJournal, match="missing"):
         Journal.open(root)
+
+
+@pytest.mark.parametrize("where", ["manifest", "segment"])
+def test_a_sealed_segment_whose_last_seq_disagrees_with_the_manifest_is_corruption(
+    root: Path, where: str
+) -> None:
+    """Same length, same record count, checksums right: only the last seq differs
+    (in the manifest's entry, or in the segment's last record rewritten in place)."""
+    with Journal.open(root, segment_size=4096, preallocate=0) as j:
+        j.append_many([Entry(1, os.urandom(100)) for _ in range(100)])
+        info = j.manifest.segments[0]
+        last = j.read(info.last_seq)
+    first = segment_files(root)[0]
+    if where == "manifest":
+        m = decode_manifest((root / "MANIFEST").read_bytes(), "MANIFEST")
+        infos = list(m.segments)
+        infos[0] = attrs.evolve(infos[0], last_seq=infos[0].last_seq - 1)
+        (root / "MANIFEST").write_bytes(encode_manifest(attrs.evolve(m, segments=tuple(infos))))
+    else:
+        raw = bytearray(first.read_bytes())
+        body = bytearray(raw[last.offset + 8 : last.offset + 8 + last.size - 8])
+        struct.pack_into("<Q", body, 0, last.seq + 7)
+        raw[last.offset + 8 : last.offset + last.size] = body
+        struct.pack_into("<I", raw, last.offset + 4, zlib.crc32(bytes(body)))
+        first.write_bytes(bytes(raw))
+    for readonly in (True, False):
+        with (
+            pytest.raises(CorruptJournal, match="manifest says") as err,
+            Journal.open(root, readonly=readonly) as j,
+        ):
+            list(j.scan())
+        assert err.value.path.endswith(first.name)
 
 
 def test_a_segment_the_manifest_does_not_list_is_removed_by_a_writer_only(root: Path) -> None:
