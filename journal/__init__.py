@@ -40,6 +40,7 @@ from journal._errors import (
     JournalBusy,
     JournalClosed,
     JournalError,
+    JournalFull,
     JournalPoisoned,
     ReadOnlyJournal,
     RecordNotFound,
@@ -47,6 +48,7 @@ from journal._errors import (
     SessionNotFound,
     SessionPurged,
     ThreadDeleted,
+    UnsafeJournal,
     UnsupportedVersion,
 )
 from journal._events import EventType
@@ -196,6 +198,7 @@ __all__ = [
     "JournalBusy",
     "JournalClosed",
     "JournalError",
+    "JournalFull",
     "JournalPoisoned",
     "JournalStatistics",
     "LocalShellAction",
@@ -236,6 +239,7 @@ __all__ = [
     "UnknownContent",
     "UnknownItem",
     "UnknownSummary",
+    "UnsafeJournal",
     "UnsupportedVersion",
     "item_from_json",
     "item_to_json",

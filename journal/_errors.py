@@ -19,12 +19,14 @@ __all__ = [
     "JournalBusy",
     "JournalClosed",
     "JournalError",
+    "JournalFull",
     "JournalPoisoned",
     "ReadOnlyJournal",
     "RecordNotFound",
     "RecordTooLarge",
     "SessionNotFound",
     "SessionPurged",
+    "UnsafeJournal",
     "UnsupportedVersion",
 ]
 
@@ -93,6 +95,20 @@ class JournalPoisoned(JournalError):
     could report data durable that is not. Reopen the journal: the reopen
     rescans the tail and continues from what is really on disk.
     """
+
+
+class JournalFull(JournalError):
+    """A save failed because the file system is full (``ENOSPC``/``EDQUOT``).
+
+    Nothing acknowledged is lost and nothing of the failed save is visible;
+    the handle stays usable: saves succeed again once space is freed.
+    """
+
+
+class UnsafeJournal(JournalError):
+    """The journal's directory or one of its files is not safe to use: a
+    symlink where a directory or file belongs, a directory owned by another
+    user, or one that others may write to. The message says which and why."""
 
 
 class JournalClosed(JournalError):

@@ -70,6 +70,7 @@ from journal._errors import (
     ReadOnlyJournal,
     RecordNotFound,
     RecordTooLarge,
+    UnsafeJournal,
 )
 from journal._events import EventType
 from journal._format import (
@@ -90,7 +91,7 @@ from journal._format import (
     pack_record,
     segment_name,
 )
-from journal._fs import OS, FileSystem
+from journal._fs import OS, PRIVATE_DIRS, FileSystem, check_private_dir
 from journal._segment import Record, Segment
 
 __all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "from_ns", "to_ns"]
@@ -345,9 +346,20 @@ class Journal:
             raise
         return j
 
+    def _check_private(self) -> None:
+        """Refuse a journal whose directories others control (see :class:`UnsafeJournal`)."""
+        for sub, what in (
+            ("", "journal directory"),
+            *((name, "journal subdirectory") for name in sorted(PRIVATE_DIRS)),
+        ):
+            why = check_private_dir(os.path.join(self.root, sub) if sub else self.root, what)
+            if why is not None:
+                raise UnsafeJournal(f"refusing to open journal {self.root}: {why}")
+
     def _open(self) -> None:
         fs = self._fs
         if self.readonly:
+            self._check_private()
             if not fs.is_regular(self._manifest_path):
                 raise JournalError(f"{self.root} is not an agcx journal (no MANIFEST)")
             self._map_lock_file(os.O_RDONLY)
@@ -359,12 +371,15 @@ class Journal:
         while not os.path.isdir(d):
             missing.append(d)
             d = os.path.dirname(d)
+        if not missing:
+            self._check_private()  # before creating anything in it
         for d in [*reversed(missing), self._seg_dir]:
             try:
                 fs.mkdir(d, 0o700)
                 fs.fsync_dir(os.path.dirname(os.path.abspath(d)))
             except FileExistsError:
                 pass
+        self._check_private()
         self._lock_fd = fs.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._lock()
         try:
