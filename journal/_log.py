@@ -780,7 +780,7 @@ class Journal:
             seg = old.pop(info.base_seq, None)
             if seg is not None:
                 try:
-                    same = fs.stat(path).st_ino == fs.fstat(seg.fd).st_ino
+                    same = fs.stat(path).st_ino == seg.ino
                 except FileNotFoundError:
                     same = False
                 if not same:
@@ -1596,7 +1596,13 @@ class Journal:
             limit = info.length
         else:
             limit = seg.scanned_to  # whole, indexed records up to here (the refresh above)
-        fd, path, pread = seg.fd, seg.path, self._fs.pread
+        with seg.pinned() as fd:
+            self._read_pinned(fd, seg, seqs, limit, found)
+
+    def _read_pinned(
+        self, fd: int, seg: Segment, seqs: list[int], limit: int, found: dict[int, Record]
+    ) -> None:
+        path, pread = seg.path, self._fs.pread
         max_len = self.max_record_size
         unpack_frame, unpack_body = FRAME_HEADER.unpack_from, BODY_HEADER.unpack_from
         buf = b""
