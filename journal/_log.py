@@ -66,6 +66,7 @@ from journal._errors import (
     JournalBusy,
     JournalClosed,
     JournalError,
+    JournalFull,
     JournalPoisoned,
     ReadOnlyJournal,
     RecordNotFound,
@@ -108,6 +109,7 @@ _RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
 _READ_MANY_CHUNK = 16 << 10  # bytes a read_many pread asks for (more for a longer record)
 _MAX_TAIL = 16 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full file system (or quota): a write, not a sync
 _MANIFEST_ATTEMPTS = 5  # reads of a manifest replaced while we opened its segments
 # LOCK: the holder's pid as text (16 bytes), then the u64 change counter.
 _LOCK_FILE_SIZE = 64
@@ -1198,7 +1200,19 @@ class Journal:
                     except BaseException as exc:
                         b.error = exc
             live = [b for b in group if b.error is None]
-            unsynced = self._write_group(live)
+            written: list[_Batch] = []  # batches already durable and indexed (before a roll)
+            try:
+                unsynced = self._write_group(live, written)
+            except JournalFull as exc:
+                # Nothing of the failed batches is in the file any more and the
+                # handle stays usable: the next save, once space is freed, writes
+                # where this one would have. (The counter stays odd: the next
+                # holder checks the tail in full.)
+                for b in live:
+                    if b not in written:
+                        b.error = exc
+                self._remember_recent([r for b in written for r in b.records])
+                return None
             if unsynced is not None:
                 with self._sync_cv:
                     self._tickets_issued += 1
@@ -1306,10 +1320,13 @@ class Journal:
         return active.scanned_to, active.last_seq, ts, active.count
 
     def _write_group(
-        self, group: list[_Batch]
+        self, group: list[_Batch], written: list[_Batch]
     ) -> tuple[Segment, list[tuple[int, int, int, int]]] | None:
         """Write the group's records; return the last piece's segment and index
-        notes if it still needs its sync (policy ``fsync``), else ``None``."""
+        notes if it still needs its sync (policy ``fsync``), else ``None``.
+
+        Batches made durable and indexed before a roll are added to ``written``
+        (they stand even if a later piece fails)."""
         assert self._manifest is not None
         if self._manifest.segments[-1].sealed:
             self._roll()
@@ -1320,6 +1337,7 @@ class Journal:
         pending: list[bytes] = []
         notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
         prev_record = (0, 0, 0, 0, NO_SESSION, b"")  # the last record packed
+        finished: list[_Batch] = []  # whole in ``pending``
         for b in group:
             fixed = b.fixed
             # A batch goes into one segment, its records chained by CONTINUED, so
@@ -1329,6 +1347,8 @@ class Journal:
             size = sum(RECORD_OVERHEAD + len(e[3]) for e in b.encoded)
             if pos + size > self.segment_size and (count or pending):
                 self._write_now(active, start, pending, notes)
+                written.extend(finished)
+                finished = []
                 pending, notes = [], []
                 active = self._roll()
                 pos = start = active.scanned_to
@@ -1339,6 +1359,8 @@ class Journal:
                     if k:  # close the piece of this oversized batch written so far
                         pending[-1] = pack_record(*prev_record)
                     self._write_now(active, start, pending, notes)
+                    written.extend(finished)
+                    finished = []
                     pending, notes = [], []
                     active = self._roll()
                     pos = start = active.scanned_to
@@ -1358,6 +1380,7 @@ class Journal:
                 pos += frame_len
                 count += 1
                 b.seqs.append(seq)
+            finished.append(b)
         if not pending:
             return None
         self._write(active, start, pending)
@@ -1405,9 +1428,27 @@ class Journal:
             seg.alloc_end = new_end
         view = memoryview(data)
         written = 0
-        while written < len(view):
-            written += self._fs.pwrite(seg.fd, view[written:], start + written)
+        try:
+            while written < len(view):
+                written += self._fs.pwrite(seg.fd, view[written:], start + written)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            # The file system is full. What a short write left past ``start``
+            # must not stay: whole records of it would be read (by another
+            # process, or by this one's next catch-up) as if they had been
+            # committed. Cutting a file needs no space.
+            self._fs.ftruncate(seg.fd, start)
+            seg.alloc_end = start
+            raise self._full(exc) from exc
         seg.alloc_end = max(seg.alloc_end, end)
+
+    def _full(self, exc: OSError) -> JournalFull:
+        return JournalFull(
+            f"cannot save to journal {self.root}: the file system is full ({exc.strerror}); "
+            "nothing of this save was stored and nothing acknowledged is lost: free space "
+            "and save again (no reopen needed)"
+        )
 
     def _last_ts_sealed(self) -> int:
         assert self._manifest is not None
@@ -1438,7 +1479,16 @@ class Journal:
                 length=old.scanned_to,
             )
         last_seq = max(old.last_seq, infos[-1].last_seq)
-        new = self._new_segment_file(last_seq + 1, m.journal_id)
+        # A full file system fails the roll before the manifest names the new
+        # segment: the old one stays active (its file cut to its data, which
+        # is what the manifest will say when a later roll seals it), and the
+        # new file is a leftover the next roll replaces.
+        try:
+            new = self._new_segment_file(last_seq + 1, m.journal_id)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise self._full(exc) from exc
+            raise
         new_m = attrs.evolve(
             m,
             generation=m.generation + 1,
@@ -1446,6 +1496,11 @@ class Journal:
         )
         try:
             self._write_manifest(new_m)
+        except OSError as exc:
+            new.close()
+            if exc.errno in _FULL:
+                raise self._full(exc) from exc
+            raise
         except BaseException:
             new.close()
             raise
