@@ -44,6 +44,7 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -177,7 +178,9 @@ def from_ns(ns: int) -> datetime:
 class _Batch:
     """Entries of one ``append_many`` call waiting for a group commit."""
 
-    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "records", "seqs", "wake")
+    __slots__ = (
+        "done", "encoded", "error", "fixed", "handed", "prepare", "records", "seqs", "wake",
+    )
 
     def __init__(
         self,
@@ -191,9 +194,33 @@ class _Batch:
         self.records: list[Record] = []  # as written, for callers that fold them in memory
         self.error: BaseException | None = None
         self.done = False
+        self.handed = False  # a leader chose this batch's thread to lead next
         # Held while the batch waits for a leader; released when it is done or
         # when its thread is handed the lead (then ``done`` is still False).
         self.wake: Any = None
+
+
+# A KeyboardInterrupt (Ctrl-C, delivered to the main thread) that arrived while
+# this thread had commit duties for other threads: leading a group, syncing,
+# acknowledging in order. Abandoning them would leave the others waiting for
+# ever, so it is raised when they are done (journal/_log.py ``_submit``).
+_INTERRUPTED = threading.local()
+
+
+def _defer_interrupt(exc: BaseException | None) -> None:
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit, ...
+        _INTERRUPTED.exc = exc
+    elif exc is not None:
+        raise exc
+
+
+def _wait(cv: threading.Condition) -> None:
+    """``cv.wait()``; an interrupt counts as a wake-up (the caller's loop checks
+    again) and is raised later, when the thread's commit duties are done."""
+    try:
+        cv.wait()
+    except BaseException as exc:
+        _defer_interrupt(exc)
 
 
 @attrs.define
@@ -629,7 +656,10 @@ class Journal:
                     raise self._io_error(f"lock {self._lock_path} of", exc) from exc
             if time.monotonic() >= deadline:
                 raise JournalBusy(self._lock_path, self._lock_holder(), self.lock_timeout)
-            time.sleep(delay)
+            try:
+                time.sleep(delay)
+            except BaseException as exc:  # the group waits on this: raise Ctrl-C after it
+                _defer_interrupt(exc)
             delay = min(delay * 2, 0.002)
         # The holder's pid, for the JournalBusy message of whoever waits next
         # (only a hint: failing to write it must not leave the lock held).
@@ -1087,7 +1117,56 @@ class Journal:
                 batch.wake = wake = _new_lock()
                 wake.acquire()
         if not lead:
-            wake.acquire()
+            try:
+                wake.acquire()
+            except BaseException:
+                # Ctrl-C (KeyboardInterrupt) while waiting: withdraw the batch
+                # if no leader took it yet, handing the lead on if it was ours.
+                if self._withdraw(batch):
+                    raise
+                # A leader is committing it: see it through, then raise.
+                _defer_interrupt(sys.exc_info()[1])
+                while not batch.done and not batch.handed:
+                    try:
+                        wake.acquire()
+                        break
+                    except BaseException as again:
+                        _defer_interrupt(again)
+        try:
+            self._lead_or_wait(batch)
+        finally:
+            exc = getattr(_INTERRUPTED, "exc", None)
+            if exc is not None:
+                _INTERRUPTED.exc = None
+                raise exc
+        if batch.error is not None:
+            raise batch.error
+        return batch.seqs
+
+    def _withdraw(self, batch: _Batch) -> bool:
+        """Take ``batch`` out of the queue if no leader took it; say whether it was.
+
+        If its thread had just been handed the lead, the lead goes to the next
+        queued batch (or nobody leads until the next append).
+        """
+        with self._cv:
+            if batch not in self._queue:
+                return False
+            self._queue.remove(batch)
+            if not batch.handed:
+                return True
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._leader_active = False
+                self._cv.notify_all()
+            else:
+                successor.handed = True
+        if successor is not None:
+            successor.wake.release()
+        return True
+
+    def _lead_or_wait(self, batch: _Batch) -> None:
+        """Commit the queue as leader (unless a leader already did ``batch``)."""
         if not batch.done:
             with self._cv:
                 group, self._queue = self._queue, []
@@ -1102,17 +1181,18 @@ class Journal:
                     if successor is None:
                         self._leader_active = False
                         self._cv.notify_all()  # close() may be waiting for the last commit
+                    else:
+                        successor.handed = True
                 if successor is not None:
                     successor.wake.release()
-                if job is not None:
-                    self._complete(job)
-                for b in group:
-                    b.done = True
-                    if b is not batch:
-                        b.wake.release()
-        if batch.error is not None:
-            raise batch.error
-        return batch.seqs
+                try:
+                    if job is not None:
+                        self._complete(job)
+                finally:
+                    for b in group:
+                        b.done = True
+                        if b is not batch:
+                            b.wake.release()
 
     def _remember_recent(self, records: list[Record]) -> None:
         with self._mutex:
@@ -1257,27 +1337,35 @@ class Journal:
                     and self._poisoned is None
                     and self._tickets_durable < job.ticket
                 ):
-                    self._sync_cv.wait()
+                    _wait(self._sync_cv)
                 if self._poisoned is not None or self._tickets_durable >= job.ticket:
                     break
                 self._syncing = True
                 target, seg = self._tickets_issued, self._written_seg
             assert seg is not None
             error: OSError | None = None
+            interrupted = False
             try:
                 self._fs.fdatasync(seg.fd)
             except OSError as exc:
                 error = exc
+            except BaseException as exc:
+                # Ctrl-C around the sync: it may not have run. Sync again, and
+                # raise once this thread's commit duties are done.
+                _defer_interrupt(exc)
+                interrupted = True
             with self._sync_cv:
                 self._syncing = False
-                if error is None:
+                if interrupted:
+                    pass
+                elif error is None:
                     self._tickets_durable = max(self._tickets_durable, target)
                 elif self._poisoned is None:
                     self._poisoned = error
                 self._sync_cv.notify_all()
         with self._sync_cv:
             while self._tickets_done != job.ticket - 1:
-                self._sync_cv.wait()
+                _wait(self._sync_cv)
             try:
                 if self._tickets_durable < job.ticket:
                     assert self._poisoned is not None
@@ -1308,7 +1396,7 @@ class Journal:
         """Wait until every written group is synced and indexed (or failed)."""
         with self._sync_cv:
             while self._tickets_done != self._tickets_issued:
-                self._sync_cv.wait()
+                _wait(self._sync_cv)
 
     def _write_tail(self, active: Segment) -> tuple[int, int, int, int]:
         """Where the next record goes in ``active``: (offset, last seq, last ts,
