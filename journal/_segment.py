@@ -41,6 +41,8 @@ _CHUNK = 1 << 20
 _FIRST_CHUNK = 16 << 10
 _INDEX_EVERY = 4096  # bytes between sparse index entries
 _NO_SESSION = bytes(16)
+# Stops that a chunk's edge can cause (a frame header cut by it, or the edge itself).
+_EDGE_KINDS = (ScanStop.END, ScanStop.SHORT_HEADER, ScanStop.INCOMPLETE_BATCH)
 
 
 @attrs.frozen(slots=True)
@@ -316,82 +318,68 @@ class Segment:
         one :class:`ScanStop` is appended to ``stop`` when the data ends.
         ``hold`` as for :func:`iter_frames`.
         """
+        # The file stays open (pinned in the segment-file cache) until the
+        # generator ends or is closed.
         with self.pinned() as fd:
-            yield from self._frames(
-                fd, start, limit, max_record_size, prev_seq, prev_ts, stop, first_chunk, hold
-            )
-
-    def _frames(
-        self,
-        fd: int,
-        start: int,
-        limit: int | None,
-        max_record_size: int,
-        prev_seq: int,
-        prev_ts: int,
-        stop: list[ScanStop],
-        first_chunk: int,
-        hold: bool,
-    ) -> Iterator[tuple[Frame, bytes]]:
-        pos = start
-        end_limit = limit if limit is not None else None
-        want = first_chunk
-        while True:
-            to_eof = False
-            if end_limit is not None:
-                want = min(want, end_limit - pos)
-                if want <= 0:
-                    stop.append(ScanStop(ScanStop.END, pos))
-                    return
-            elif want > _CHUNK:
-                # A record (or batch) claims more than a chunk: read no further than
-                # the file's end, so a hostile length cannot size the allocation.
-                rest = max(0, self.fs.fstat(fd).st_size - pos)
-                if want >= rest:
-                    want, to_eof = rest, True
-            buf = self.fs.pread(fd, want, pos)
-            inner: list[ScanStop] = []
-            progressed = pos
-            for fr in iter_frames(buf, 0, pos, max_record_size, prev_seq, prev_ts, inner, hold):
-                yield fr, buf
-                prev_seq, prev_ts = fr[2], fr[3]
-                progressed = fr[0] + 8 + fr[1]
-            st = inner[0]
-            chunk_end = pos + len(buf)
-            # A full chunk with more data possibly after it: a stop caused by the
-            # chunk's edge says nothing about the file. That is a body running past
-            # the edge, or a stop within the edge's last 8 bytes: a cut frame header,
-            # including an "end" that is only the edge itself (the chunk ended on a
-            # record boundary) or the first zero bytes of a header cut by the edge.
-            at_boundary = (
-                len(buf) == want
-                and not to_eof
-                and (end_limit is None or chunk_end < end_limit)
-                and (
-                    st.kind == ScanStop.SHORT_BODY
-                    or (
-                        st.kind in (ScanStop.END, ScanStop.SHORT_HEADER, ScanStop.INCOMPLETE_BATCH)
-                        and st.at + 8 > chunk_end
+            pos = start
+            end_limit = limit if limit is not None else None
+            want = first_chunk
+            while True:
+                to_eof = False
+                if end_limit is not None:
+                    want = min(want, end_limit - pos)
+                    if want <= 0:
+                        stop.append(ScanStop(ScanStop.END, pos))
+                        return
+                elif want > _CHUNK:
+                    # A record (or batch) claims more than a chunk: read no further than
+                    # the file's end, so a hostile length cannot size the allocation.
+                    rest = max(0, self.fs.fstat(fd).st_size - pos)
+                    if want >= rest:
+                        want, to_eof = rest, True
+                buf = self.fs.pread(fd, want, pos)
+                inner: list[ScanStop] = []
+                progressed = pos
+                for fr in iter_frames(buf, 0, pos, max_record_size, prev_seq, prev_ts, inner, hold):
+                    yield fr, buf
+                    prev_seq, prev_ts = fr[2], fr[3]
+                    progressed = fr[0] + 8 + fr[1]
+                st = inner[0]
+                chunk_end = pos + len(buf)
+                # A full chunk with more data possibly after it: a stop caused by the
+                # chunk's edge says nothing about the file. That is a body running past
+                # the edge, or a stop within the edge's last 8 bytes: a cut frame header,
+                # including an "end" that is only the edge itself (the chunk ended on a
+                # record boundary) or the first zero bytes of a header cut by the edge.
+                at_boundary = (
+                    len(buf) == want
+                    and not to_eof
+                    and (end_limit is None or chunk_end < end_limit)
+                    and (
+                        st.kind == ScanStop.SHORT_BODY
+                        or (
+                            st.kind in _EDGE_KINDS
+                            and st.at + 8 > chunk_end
+                        )
                     )
                 )
-            )
-            if not at_boundary:
-                if st.kind == ScanStop.SHORT_HEADER and not any(buf[st.offset - pos :]):
-                    # Fewer than 8 bytes left, all zero, at the real end: preallocation.
-                    st = ScanStop(ScanStop.END, st.offset)
-                stop.append(st)
-                return
-            if progressed == pos:
-                # The record (or batch) at pos is longer than what was read: read it whole.
-                rel = st.at - pos
-                if len(buf) - rel >= 8:
-                    (body_len, _) = FRAME_HEADER.unpack_from(buf, rel)
-                    want = max(want * 2, rel + 8 + body_len)
+                if not at_boundary:
+                    if st.kind == ScanStop.SHORT_HEADER and not any(buf[st.offset - pos :]):
+                        # Fewer than 8 bytes left, all zero, at the real end: preallocation.
+                        st = ScanStop(ScanStop.END, st.offset)
+                    stop.append(st)
+                    return
+                if progressed == pos:
+                    # The record (or batch) at pos is longer than what was read: read it whole.
+                    rel = st.at - pos
+                    if len(buf) - rel >= 8:
+                        (body_len, _) = FRAME_HEADER.unpack_from(buf, rel)
+                        want = max(want * 2, rel + 8 + body_len)
+                    else:
+                        want = want * 2
                 else:
-                    want = want * 2
-            else:
-                want = _CHUNK
-            pos = progressed
+                    want = _CHUNK
+                pos = progressed
 
     def note(self, offset: int, body_len: int, seq: int, ts: int) -> None:
         """Account one whole record found (or written) at ``offset``."""
