@@ -214,6 +214,13 @@ def _defer_interrupt(exc: BaseException | None) -> None:
         raise exc
 
 
+def _raise_deferred() -> None:
+    exc = getattr(_INTERRUPTED, "exc", None)
+    if exc is not None:
+        _INTERRUPTED.exc = None
+        raise exc
+
+
 def _wait(cv: threading.Condition) -> None:
     """``cv.wait()``; an interrupt counts as a wake-up (the caller's loop checks
     again) and is raised later, when the thread's commit duties are done."""
@@ -524,7 +531,7 @@ class Journal:
             self._closed = True
         with self._sync_cv:
             while self._tickets_done != self._tickets_issued and self._others_submitting(me):
-                self._sync_cv.wait()
+                _wait(self._sync_cv)  # (a Ctrl-C here is raised once the files are released)
             abandoned = abandoned or self._tickets_done != self._tickets_issued
         with self._mutex:
             if not self.readonly and self._poisoned is None and self._segs and not abandoned:
@@ -532,6 +539,7 @@ class Journal:
                     self._trim_preallocation()
                 self._save_tail_hint()
             self._release_fds()
+        _raise_deferred()
 
     def _trim_preallocation(self) -> None:
         """Give back the zeros preallocated past the active segment's data.
@@ -642,7 +650,9 @@ class Journal:
 
     # -- the commit lock -----------------------------------------------------------------
 
-    def _lock(self) -> None:
+    def _lock(self, *, for_group: bool = False) -> None:
+        """Take the commit lock (``for_group``: a leader, whose Ctrl-C waits
+        until the group it leads is done)."""
         fd = self._lock_fd
         assert fd is not None
         deadline = time.monotonic() + self.lock_timeout
@@ -658,8 +668,10 @@ class Journal:
                 raise JournalBusy(self._lock_path, self._lock_holder(), self.lock_timeout)
             try:
                 time.sleep(delay)
-            except BaseException as exc:  # the group waits on this: raise Ctrl-C after it
-                _defer_interrupt(exc)
+            except BaseException as exc:
+                if not for_group:
+                    raise
+                _defer_interrupt(exc)  # the group waits on this: raise Ctrl-C after it
             delay = min(delay * 2, 0.002)
         # The holder's pid, for the JournalBusy message of whoever waits next
         # (only a hint: failing to write it must not leave the lock held).
@@ -902,8 +914,9 @@ class Journal:
         size = seg.file_size()
         if size <= seg.scanned_to:
             return
-        rest = self._fs.pread(seg.fd, min(size, self.segment_size) - seg.scanned_to, seg.scanned_to)
-        if rest.strip(b"\0") or size > self.segment_size:
+        end = max(min(size, self.segment_size), seg.scanned_to)  # (a read bounded by the file)
+        rest = self._fs.pread(seg.fd, end - seg.scanned_to, seg.scanned_to)
+        if rest.strip(b"\0") or size > end:
             self._cut_tail(seg, ScanStop(ScanStop.END, seg.scanned_to))
 
     def _remove_leftovers(self) -> None:
@@ -1135,10 +1148,7 @@ class Journal:
         try:
             self._lead_or_wait(batch)
         finally:
-            exc = getattr(_INTERRUPTED, "exc", None)
-            if exc is not None:
-                _INTERRUPTED.exc = None
-                raise exc
+            _raise_deferred()
         if batch.error is not None:
             raise batch.error
         return batch.seqs
@@ -1255,7 +1265,7 @@ class Journal:
         sync still to do (policy ``fsync``), which :meth:`_complete` does."""
         try:
             self._check_writable()
-            self._lock()
+            self._lock(for_group=True)
         except BaseException as exc:
             for b in group:
                 b.error = exc
