@@ -68,6 +68,7 @@ class Model:
     written by the test from its own operations (the independent oracle)."""
 
     sessions: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    base: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # what the caller last saved
 
     def view(self) -> list[Any]:
         return sorted(
@@ -98,8 +99,27 @@ class Driver:
         """Apply an operation the store accepted to the model."""
         m = self.model.sessions
         if kind == "save":
-            cps = m[sid]["cps"] if sid in m else set()
-            m[sid] = {**saved, "cps": cps}
+            mine = {"title": saved["title"], "tags": list(saved["tags"]), "fav": saved["fav"]}
+            held = m.get(sid)
+            merged = {**mine, "tags": list(mine["tags"])}
+            if held is not None:
+                # A save merges its metadata three ways against what this caller
+                # last saved (journal/_merge.py): a field it left as it was keeps
+                # the current value; tags merge as a set.
+                base = self.model.base.get(sid, held)
+                for key in ("title", "fav"):
+                    if mine[key] == base[key]:
+                        merged[key] = held[key]
+                b, h = base["tags"], held["tags"]
+                if mine["tags"] == b:
+                    merged["tags"] = list(h)
+                elif h not in (b, mine["tags"]):
+                    tags = [x for x in h if x in mine["tags"] or x not in b]
+                    tags += [x for x in mine["tags"] if x not in b and x not in tags]
+                    merged["tags"] = tags
+            self.model.base[sid] = mine
+            cps = held["cps"] if held is not None else set()
+            m[sid] = {**saved, **merged, "cps": cps}
         elif kind == "delete":
             m.pop(sid, None)
         elif sid not in m:
