@@ -40,6 +40,7 @@ from journal._errors import (
     JournalBusy,
     JournalClosed,
     JournalError,
+    JournalFull,
     JournalPoisoned,
     ReadOnlyJournal,
     RecordNotFound,
@@ -49,6 +50,7 @@ from journal._errors import (
     SessionPurged,
     ThreadDeleted,
     ThreadShared,
+    UnsafeJournal,
     UnsupportedVersion,
 )
 from journal._events import EventType
@@ -202,6 +204,7 @@ __all__ = [
     "JournalBusy",
     "JournalClosed",
     "JournalError",
+    "JournalFull",
     "JournalPoisoned",
     "JournalStatistics",
     "LocalShellAction",
@@ -247,6 +250,7 @@ __all__ = [
     "UnknownContent",
     "UnknownItem",
     "UnknownSummary",
+    "UnsafeJournal",
     "UnsupportedVersion",
     "item_from_json",
     "item_to_json",

@@ -19,6 +19,7 @@ __all__ = [
     "JournalBusy",
     "JournalClosed",
     "JournalError",
+    "JournalFull",
     "JournalPoisoned",
     "ReadOnlyJournal",
     "RecordNotFound",
@@ -28,6 +29,7 @@ __all__ = [
     "SessionPurged",
     "ThreadDeleted",
     "ThreadShared",
+    "UnsafeJournal",
     "UnsupportedVersion",
 ]
 
@@ -96,6 +98,20 @@ class JournalPoisoned(JournalError):
     could report data durable that is not. Reopen the journal: the reopen
     rescans the tail and continues from what is really on disk.
     """
+
+
+class JournalFull(JournalError):
+    """A save failed because the file system is full (``ENOSPC``/``EDQUOT``).
+
+    Nothing acknowledged is lost and nothing of the failed save is visible;
+    the handle stays usable: saves succeed again once space is freed.
+    """
+
+
+class UnsafeJournal(JournalError):
+    """The journal's directory or one of its files is not safe to use: a
+    symlink where a directory or file belongs, a directory owned by another
+    user, or one that others may write to. The message says which and why."""
 
 
 class JournalClosed(JournalError):

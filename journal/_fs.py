@@ -4,6 +4,15 @@ Production code uses :data:`OS` which calls :mod:`os` directly. Tests pass a
 subclass to record operations (crash-state enumeration) or to make the N-th
 one fail (I/O error injection). Reads go through the seam too, so a test can
 model a file whose unsynced tail was lost.
+
+No symlink is followed inside a journal. A file is opened, created, renamed,
+removed or looked at through a descriptor of its directory (``openat`` and
+friends) with ``O_NOFOLLOW`` on the name, and the journal's own directories
+(``segments/``, ``projections/``, ``quarantine/``) are themselves opened with
+``O_NOFOLLOW``: one replaced by a symlink fails with ``ELOOP``/``ENOTDIR``
+instead of leading the journal's writes or deletions elsewhere, even if it is
+swapped between a check and the use. (The journal's root is the path the
+user gave, and may be reached through symlinks.)
 """
 
 from __future__ import annotations
@@ -11,14 +20,39 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as _stat
+from collections.abc import Iterator
 
-__all__ = ["OS", "FileSystem"]
+__all__ = ["OS", "PRIVATE_DIRS", "FileSystem", "check_private_dir"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # No effect on regular files; a FIFO put where a journal file belongs opens at
 # once (and then fails to read) instead of blocking the open forever.
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+PRIVATE_DIRS = frozenset({"segments", "projections", "quarantine"})
+"""The journal's subdirectories: never symlinks."""
+
+
+def _dir_flags(path: str) -> int:
+    flags = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
+    if os.path.basename(os.path.normpath(path)) in PRIVATE_DIRS:
+        flags |= _O_NOFOLLOW
+    return flags
+
+
+@contextlib.contextmanager
+def _in_dir(path: str) -> Iterator[tuple[int, str]]:
+    """A descriptor of ``path``'s directory (not followed if it is one of the
+    journal's own) and the last component of ``path``."""
+    parent, name = os.path.split(path)
+    dfd = os.open(parent or ".", _dir_flags(parent or "."))
+    try:
+        yield dfd, name
+    finally:
+        os.close(dfd)
 
 
 class FileSystem:
@@ -26,7 +60,8 @@ class FileSystem:
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         # O_NOFOLLOW: a segment or manifest that is a symlink is refused, never followed.
-        return os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, mode)
+        with _in_dir(path) as (dfd, name):
+            return os.open(name, flags | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, mode, dir_fd=dfd)
 
     def close(self, fd: int) -> None:
         os.close(fd)
@@ -50,30 +85,38 @@ class FileSystem:
         return os.fstat(fd)
 
     def rename(self, src: str, dst: str) -> None:
-        os.rename(src, dst)
+        with _in_dir(src) as (sfd, sname), _in_dir(dst) as (dfd, dname):
+            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
 
     def unlink(self, path: str) -> None:
-        os.unlink(path)
+        with _in_dir(path) as (dfd, name):
+            os.unlink(name, dir_fd=dfd)
 
     def mkdir(self, path: str, mode: int = 0o700) -> None:
-        os.mkdir(path, mode)
+        with _in_dir(path) as (dfd, name):
+            os.mkdir(name, mode, dir_fd=dfd)
 
     def fsync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
+        fd = os.open(path, _dir_flags(path))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def listdir(self, path: str) -> list[str]:
-        return os.listdir(path)
+        fd = os.open(path, _dir_flags(path))
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
 
     def stat(self, path: str) -> os.stat_result:
-        return os.stat(path, follow_symlinks=False)
+        with _in_dir(path) as (dfd, name):
+            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
 
     def is_regular(self, path: str) -> bool:
         try:
-            return _stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode)
+            return _stat.S_ISREG(self.stat(path).st_mode)
         except FileNotFoundError:
             return False
 
@@ -108,6 +151,36 @@ class FileSystem:
         self.rename(tmp, path)
         if sync:
             self.fsync_dir(os.path.dirname(path) or ".")
+
+
+def check_private_dir(path: str, what: str) -> str | None:
+    """Why the directory ``path`` is not safe for a journal, or ``None`` if it is.
+
+    It must be a real directory (for the journal's own subdirectories, not a
+    symlink to one), owned by this process's user, and not writable by the
+    group or others (who could replace its files).
+    """
+    try:
+        st = os.stat(path, follow_symlinks=os.path.basename(path) not in PRIVATE_DIRS)
+    except FileNotFoundError:
+        return None
+    if _stat.S_ISLNK(st.st_mode):
+        return f"{what} {path} is a symlink; a journal never follows one"
+    if not _stat.S_ISDIR(st.st_mode):
+        return f"{what} {path} is not a directory"
+    if st.st_uid != os.geteuid():
+        return (
+            f"{what} {path} belongs to user id {st.st_uid}, not to this process's "
+            f"user id {os.geteuid()}: another user could read or change the history"
+        )
+    if st.st_mode & (_stat.S_IWGRP | _stat.S_IWOTH):
+        who = "others" if st.st_mode & _stat.S_IWOTH else "its group"
+        return (
+            f"{what} {path} is writable by {who} "
+            f"(mode {_stat.S_IMODE(st.st_mode):o}): they could replace its files; "
+            f"chmod 700 {path}"
+        )
+    return None
 
 
 OS = FileSystem()

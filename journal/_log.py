@@ -44,6 +44,7 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -66,10 +67,12 @@ from journal._errors import (
     JournalBusy,
     JournalClosed,
     JournalError,
+    JournalFull,
     JournalPoisoned,
     ReadOnlyJournal,
     RecordNotFound,
     RecordTooLarge,
+    UnsafeJournal,
 )
 from journal._events import EventType
 from journal._format import (
@@ -90,7 +93,7 @@ from journal._format import (
     pack_record,
     segment_name,
 )
-from journal._fs import OS, FileSystem
+from journal._fs import OS, PRIVATE_DIRS, FileSystem, check_private_dir
 from journal._segment import Record, Segment
 
 __all__ = ["Durability", "Entry", "Journal", "JournalStatistics", "from_ns", "to_ns"]
@@ -107,6 +110,7 @@ _RECENT_BYTES = 8 << 20
 _TAIL_MAGIC = b"AGCT"
 _READ_MANY_CHUNK = 16 << 10  # bytes a read_many pread asks for (more for a longer record)
 _MAX_TAIL = 16 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full file system (or quota): a write, not a sync
 _MANIFEST_ATTEMPTS = 5  # reads of a manifest replaced while we opened its segments
 # LOCK: the holder's pid as text (16 bytes), then the u64 change counter.
 _LOCK_FILE_SIZE = 64
@@ -174,7 +178,9 @@ def from_ns(ns: int) -> datetime:
 class _Batch:
     """Entries of one ``append_many`` call waiting for a group commit."""
 
-    __slots__ = ("done", "encoded", "error", "fixed", "prepare", "records", "seqs", "wake")
+    __slots__ = (
+        "done", "encoded", "error", "fixed", "handed", "prepare", "records", "seqs", "wake",
+    )
 
     def __init__(
         self,
@@ -188,9 +194,40 @@ class _Batch:
         self.records: list[Record] = []  # as written, for callers that fold them in memory
         self.error: BaseException | None = None
         self.done = False
+        self.handed = False  # a leader chose this batch's thread to lead next
         # Held while the batch waits for a leader; released when it is done or
         # when its thread is handed the lead (then ``done`` is still False).
         self.wake: Any = None
+
+
+# A KeyboardInterrupt (Ctrl-C, delivered to the main thread) that arrived while
+# this thread had commit duties for other threads: leading a group, syncing,
+# acknowledging in order. Abandoning them would leave the others waiting for
+# ever, so it is raised when they are done (journal/_log.py ``_submit``).
+_INTERRUPTED = threading.local()
+
+
+def _defer_interrupt(exc: BaseException | None) -> None:
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit, ...
+        _INTERRUPTED.exc = exc
+    elif exc is not None:
+        raise exc
+
+
+def _raise_deferred() -> None:
+    exc = getattr(_INTERRUPTED, "exc", None)
+    if exc is not None:
+        _INTERRUPTED.exc = None
+        raise exc
+
+
+def _wait(cv: threading.Condition) -> None:
+    """``cv.wait()``; an interrupt counts as a wake-up (the caller's loop checks
+    again) and is raised later, when the thread's commit duties are done."""
+    try:
+        cv.wait()
+    except BaseException as exc:
+        _defer_interrupt(exc)
 
 
 @attrs.define
@@ -345,9 +382,20 @@ class Journal:
             raise
         return j
 
+    def _check_private(self) -> None:
+        """Refuse a journal whose directories others control (see :class:`UnsafeJournal`)."""
+        for sub, what in (
+            ("", "journal directory"),
+            *((name, "journal subdirectory") for name in sorted(PRIVATE_DIRS)),
+        ):
+            why = check_private_dir(os.path.join(self.root, sub) if sub else self.root, what)
+            if why is not None:
+                raise UnsafeJournal(f"refusing to open journal {self.root}: {why}")
+
     def _open(self) -> None:
         fs = self._fs
         if self.readonly:
+            self._check_private()
             if not fs.is_regular(self._manifest_path):
                 raise JournalError(f"{self.root} is not an agcx journal (no MANIFEST)")
             self._map_lock_file(os.O_RDONLY)
@@ -359,12 +407,15 @@ class Journal:
         while not os.path.isdir(d):
             missing.append(d)
             d = os.path.dirname(d)
+        if not missing:
+            self._check_private()  # before creating anything in it
         for d in [*reversed(missing), self._seg_dir]:
             try:
                 fs.mkdir(d, 0o700)
                 fs.fsync_dir(os.path.dirname(os.path.abspath(d)))
             except FileExistsError:
                 pass
+        self._check_private()
         self._lock_fd = fs.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._lock()
         try:
@@ -373,7 +424,8 @@ class Journal:
             if not fs.is_regular(self._manifest_path):
                 self._create()
             with self._mutex:
-                self._catch_up(writer=True)
+                if self._catch_up(writer=True) == ScanStop.END:
+                    self._cut_stray_bytes()
                 self._remove_leftovers()
             self._end_change(base)
         finally:
@@ -479,7 +531,7 @@ class Journal:
             self._closed = True
         with self._sync_cv:
             while self._tickets_done != self._tickets_issued and self._others_submitting(me):
-                self._sync_cv.wait()
+                _wait(self._sync_cv)  # (a Ctrl-C here is raised once the files are released)
             abandoned = abandoned or self._tickets_done != self._tickets_issued
         with self._mutex:
             if not self.readonly and self._poisoned is None and self._segs and not abandoned:
@@ -487,6 +539,7 @@ class Journal:
                     self._trim_preallocation()
                 self._save_tail_hint()
             self._release_fds()
+        _raise_deferred()
 
     def _trim_preallocation(self) -> None:
         """Give back the zeros preallocated past the active segment's data.
@@ -597,7 +650,9 @@ class Journal:
 
     # -- the commit lock -----------------------------------------------------------------
 
-    def _lock(self) -> None:
+    def _lock(self, *, for_group: bool = False) -> None:
+        """Take the commit lock (``for_group``: a leader, whose Ctrl-C waits
+        until the group it leads is done)."""
         fd = self._lock_fd
         assert fd is not None
         deadline = time.monotonic() + self.lock_timeout
@@ -611,7 +666,12 @@ class Journal:
                     raise self._io_error(f"lock {self._lock_path} of", exc) from exc
             if time.monotonic() >= deadline:
                 raise JournalBusy(self._lock_path, self._lock_holder(), self.lock_timeout)
-            time.sleep(delay)
+            try:
+                time.sleep(delay)
+            except BaseException as exc:
+                if not for_group:
+                    raise
+                _defer_interrupt(exc)  # the group waits on this: raise Ctrl-C after it
             delay = min(delay * 2, 0.002)
         # The holder's pid, for the JournalBusy message of whoever waits next
         # (only a hint: failing to write it must not leave the lock held).
@@ -764,7 +824,7 @@ class Journal:
             seg = old.pop(info.base_seq, None)
             if seg is not None:
                 try:
-                    same = fs.stat(path).st_ino == fs.fstat(seg.fd).st_ino
+                    same = fs.stat(path).st_ino == seg.ino
                 except FileNotFoundError:
                     same = False
                 if not same:
@@ -791,16 +851,17 @@ class Journal:
         assert self._manifest is not None
         return self._manifest.segments[i]
 
-    def _catch_up(self, *, writer: bool) -> None:
+    def _catch_up(self, *, writer: bool) -> str | None:
         """Adopt other processes' changes; a writer (holding the lock) also cuts a torn tail.
 
-        Caller holds ``self._mutex``.
+        Returns why the scan of the active segment stopped (``None``: it is
+        sealed). Caller holds ``self._mutex``.
         """
         if self._manifest is None or self._stat_manifest() != self._manifest_stamp:
             self._load_manifest()
         assert self._manifest is not None
         if self._manifest.segments[-1].sealed:
-            return
+            return None
         active = self._segs[-1]
         before = active.scanned_to
         stop = active.scan_forward(None, self.max_record_size)
@@ -808,6 +869,7 @@ class Journal:
             self._foreign_changes += 1
         if stop.kind != ScanStop.END and writer:
             self._cut_tail(active, stop)
+        return stop.kind
 
     def _cut_tail(self, seg: Segment, stop: ScanStop) -> None:
         """Cut the active segment back to its last whole record.
@@ -833,6 +895,29 @@ class Journal:
             fs.fdatasync(seg.fd)
         seg.alloc_end = cut
         self._tail_cuts += 1
+
+    def _cut_stray_bytes(self) -> None:
+        """On open: cut bytes left after zeros past the active segment's data.
+
+        The data ends at the first zero frame header (preallocated space), and
+        a live writer's unsynced pages are contiguous with it. But a power
+        loss can persist a later page of a write and not an earlier one: the
+        data then ends at zeros with pieces of a lost write after them. Were
+        they left, the next append could land just before a whole record of
+        that lost write and bring it back as if committed. Only a writer
+        opening (under the lock, after a possible power loss) looks.
+        """
+        assert self._manifest is not None
+        if self._manifest.segments[-1].sealed:
+            return
+        seg = self._segs[-1]
+        size = seg.file_size()
+        if size <= seg.scanned_to:
+            return
+        end = max(min(size, self.segment_size), seg.scanned_to)  # (a read bounded by the file)
+        rest = self._fs.pread(seg.fd, end - seg.scanned_to, seg.scanned_to)
+        if rest.strip(b"\0") or size > end:
+            self._cut_tail(seg, ScanStop(ScanStop.END, seg.scanned_to))
 
     def _remove_leftovers(self) -> None:
         """Remove segment files the manifest does not list and temp files of crashed writes.
@@ -1045,7 +1130,53 @@ class Journal:
                 batch.wake = wake = _new_lock()
                 wake.acquire()
         if not lead:
-            wake.acquire()
+            try:
+                wake.acquire()
+            except BaseException:
+                # Ctrl-C (KeyboardInterrupt) while waiting: withdraw the batch
+                # if no leader took it yet, handing the lead on if it was ours.
+                if self._withdraw(batch):
+                    raise
+                # A leader is committing it: see it through, then raise.
+                _defer_interrupt(sys.exc_info()[1])
+                while not batch.done and not batch.handed:
+                    try:
+                        wake.acquire()
+                        break
+                    except BaseException as again:
+                        _defer_interrupt(again)
+        try:
+            self._lead_or_wait(batch)
+        finally:
+            _raise_deferred()
+        if batch.error is not None:
+            raise batch.error
+        return batch.seqs
+
+    def _withdraw(self, batch: _Batch) -> bool:
+        """Take ``batch`` out of the queue if no leader took it; say whether it was.
+
+        If its thread had just been handed the lead, the lead goes to the next
+        queued batch (or nobody leads until the next append).
+        """
+        with self._cv:
+            if batch not in self._queue:
+                return False
+            self._queue.remove(batch)
+            if not batch.handed:
+                return True
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._leader_active = False
+                self._cv.notify_all()
+            else:
+                successor.handed = True
+        if successor is not None:
+            successor.wake.release()
+        return True
+
+    def _lead_or_wait(self, batch: _Batch) -> None:
+        """Commit the queue as leader (unless a leader already did ``batch``)."""
         if not batch.done:
             with self._cv:
                 group, self._queue = self._queue, []
@@ -1060,17 +1191,18 @@ class Journal:
                     if successor is None:
                         self._leader_active = False
                         self._cv.notify_all()  # close() may be waiting for the last commit
+                    else:
+                        successor.handed = True
                 if successor is not None:
                     successor.wake.release()
-                if job is not None:
-                    self._complete(job)
-                for b in group:
-                    b.done = True
-                    if b is not batch:
-                        b.wake.release()
-        if batch.error is not None:
-            raise batch.error
-        return batch.seqs
+                try:
+                    if job is not None:
+                        self._complete(job)
+                finally:
+                    for b in group:
+                        b.done = True
+                        if b is not batch:
+                            b.wake.release()
 
     def _remember_recent(self, records: list[Record]) -> None:
         with self._mutex:
@@ -1133,7 +1265,7 @@ class Journal:
         sync still to do (policy ``fsync``), which :meth:`_complete` does."""
         try:
             self._check_writable()
-            self._lock()
+            self._lock(for_group=True)
         except BaseException as exc:
             for b in group:
                 b.error = exc
@@ -1158,7 +1290,19 @@ class Journal:
                     except BaseException as exc:
                         b.error = exc
             live = [b for b in group if b.error is None]
-            unsynced = self._write_group(live)
+            written: list[_Batch] = []  # batches already durable and indexed (before a roll)
+            try:
+                unsynced = self._write_group(live, written)
+            except JournalFull as exc:
+                # Nothing of the failed batches is in the file any more and the
+                # handle stays usable: the next save, once space is freed, writes
+                # where this one would have. (The counter stays odd: the next
+                # holder checks the tail in full.)
+                for b in live:
+                    if b not in written:
+                        b.error = exc
+                self._remember_recent([r for b in written for r in b.records])
+                return None
             if unsynced is not None:
                 with self._sync_cv:
                     self._tickets_issued += 1
@@ -1203,27 +1347,35 @@ class Journal:
                     and self._poisoned is None
                     and self._tickets_durable < job.ticket
                 ):
-                    self._sync_cv.wait()
+                    _wait(self._sync_cv)
                 if self._poisoned is not None or self._tickets_durable >= job.ticket:
                     break
                 self._syncing = True
                 target, seg = self._tickets_issued, self._written_seg
             assert seg is not None
             error: OSError | None = None
+            interrupted = False
             try:
                 self._fs.fdatasync(seg.fd)
             except OSError as exc:
                 error = exc
+            except BaseException as exc:
+                # Ctrl-C around the sync: it may not have run. Sync again, and
+                # raise once this thread's commit duties are done.
+                _defer_interrupt(exc)
+                interrupted = True
             with self._sync_cv:
                 self._syncing = False
-                if error is None:
+                if interrupted:
+                    pass
+                elif error is None:
                     self._tickets_durable = max(self._tickets_durable, target)
                 elif self._poisoned is None:
                     self._poisoned = error
                 self._sync_cv.notify_all()
         with self._sync_cv:
             while self._tickets_done != job.ticket - 1:
-                self._sync_cv.wait()
+                _wait(self._sync_cv)
             try:
                 if self._tickets_durable < job.ticket:
                     assert self._poisoned is not None
@@ -1254,7 +1406,7 @@ class Journal:
         """Wait until every written group is synced and indexed (or failed)."""
         with self._sync_cv:
             while self._tickets_done != self._tickets_issued:
-                self._sync_cv.wait()
+                _wait(self._sync_cv)
 
     def _write_tail(self, active: Segment) -> tuple[int, int, int, int]:
         """Where the next record goes in ``active``: (offset, last seq, last ts,
@@ -1266,10 +1418,13 @@ class Journal:
         return active.scanned_to, active.last_seq, ts, active.count
 
     def _write_group(
-        self, group: list[_Batch]
+        self, group: list[_Batch], written: list[_Batch]
     ) -> tuple[Segment, list[tuple[int, int, int, int]]] | None:
         """Write the group's records; return the last piece's segment and index
-        notes if it still needs its sync (policy ``fsync``), else ``None``."""
+        notes if it still needs its sync (policy ``fsync``), else ``None``.
+
+        Batches made durable and indexed before a roll are added to ``written``
+        (they stand even if a later piece fails)."""
         assert self._manifest is not None
         if self._manifest.segments[-1].sealed:
             self._roll()
@@ -1280,6 +1435,7 @@ class Journal:
         pending: list[bytes] = []
         notes: list[tuple[int, int, int, int]] = []  # offset, body_len, seq, ts
         prev_record = (0, 0, 0, 0, NO_SESSION, b"")  # the last record packed
+        finished: list[_Batch] = []  # whole in ``pending``
         for b in group:
             fixed = b.fixed
             # A batch goes into one segment, its records chained by CONTINUED, so
@@ -1289,6 +1445,8 @@ class Journal:
             size = sum(RECORD_OVERHEAD + len(e[3]) for e in b.encoded)
             if pos + size > self.segment_size and (count or pending):
                 self._write_now(active, start, pending, notes)
+                written.extend(finished)
+                finished = []
                 pending, notes = [], []
                 active = self._roll()
                 pos = start = active.scanned_to
@@ -1299,6 +1457,8 @@ class Journal:
                     if k:  # close the piece of this oversized batch written so far
                         pending[-1] = pack_record(*prev_record)
                     self._write_now(active, start, pending, notes)
+                    written.extend(finished)
+                    finished = []
                     pending, notes = [], []
                     active = self._roll()
                     pos = start = active.scanned_to
@@ -1318,6 +1478,7 @@ class Journal:
                 pos += frame_len
                 count += 1
                 b.seqs.append(seq)
+            finished.append(b)
         if not pending:
             return None
         self._write(active, start, pending)
@@ -1365,9 +1526,27 @@ class Journal:
             seg.alloc_end = new_end
         view = memoryview(data)
         written = 0
-        while written < len(view):
-            written += self._fs.pwrite(seg.fd, view[written:], start + written)
+        try:
+            while written < len(view):
+                written += self._fs.pwrite(seg.fd, view[written:], start + written)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            # The file system is full. What a short write left past ``start``
+            # must not stay: whole records of it would be read (by another
+            # process, or by this one's next catch-up) as if they had been
+            # committed. Cutting a file needs no space.
+            self._fs.ftruncate(seg.fd, start)
+            seg.alloc_end = start
+            raise self._full(exc) from exc
         seg.alloc_end = max(seg.alloc_end, end)
+
+    def _full(self, exc: OSError) -> JournalFull:
+        return JournalFull(
+            f"cannot save to journal {self.root}: the file system is full ({exc.strerror}); "
+            "nothing of this save was stored and nothing acknowledged is lost: free space "
+            "and save again (no reopen needed)"
+        )
 
     def _last_ts_sealed(self) -> int:
         assert self._manifest is not None
@@ -1398,7 +1577,16 @@ class Journal:
                 length=old.scanned_to,
             )
         last_seq = max(old.last_seq, infos[-1].last_seq)
-        new = self._new_segment_file(last_seq + 1, m.journal_id)
+        # A full file system fails the roll before the manifest names the new
+        # segment: the old one stays active (its file cut to its data, which
+        # is what the manifest will say when a later roll seals it), and the
+        # new file is a leftover the next roll replaces.
+        try:
+            new = self._new_segment_file(last_seq + 1, m.journal_id)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise self._full(exc) from exc
+            raise
         new_m = attrs.evolve(
             m,
             generation=m.generation + 1,
@@ -1406,6 +1594,11 @@ class Journal:
         )
         try:
             self._write_manifest(new_m)
+        except OSError as exc:
+            new.close()
+            if exc.errno in _FULL:
+                raise self._full(exc) from exc
+            raise
         except BaseException:
             new.close()
             raise
@@ -1556,7 +1749,13 @@ class Journal:
             limit = info.length
         else:
             limit = seg.scanned_to  # whole, indexed records up to here (the refresh above)
-        fd, path, pread = seg.fd, seg.path, self._fs.pread
+        with seg.pinned() as fd:
+            self._read_pinned(fd, seg, seqs, limit, found)
+
+    def _read_pinned(
+        self, fd: int, seg: Segment, seqs: list[int], limit: int, found: dict[int, Record]
+    ) -> None:
+        path, pread = seg.path, self._fs.pread
         max_len = self.max_record_size
         unpack_frame, unpack_body = FRAME_HEADER.unpack_from, BODY_HEADER.unpack_from
         buf = b""

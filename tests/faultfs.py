@@ -12,10 +12,18 @@ Two file-system layers plug into the journal's seam (:class:`journal.FileSystem`
 
 The power-loss model (ALICE / CrashMonkey style):
 
-* a file's durable content is what it held at its last ``fsync``/``fdatasync``;
-  the writes (and truncations) made since then may be lost as a suffix, and
+* a file's durable content is what it held when its last completed
+  ``fsync``/``fdatasync`` *began*: a write made while a sync was running is
+  not covered by it (threads write while another syncs; the recording lets
+  them, and notes the start and the end of each sync);
+* the writes (and truncations) made since then may be lost as a suffix, and
   the first lost write may be torn: a prefix of it persisted, cut at any byte
   (record boundaries, inside frame headers and bodies, inside padding);
+* or, page by page: each 4 KiB page of the file may hold any of the versions
+  it went through since the durable one (the page cache writes pages back in
+  any order, so any subset of the pages of one write may persist, and a later
+  write's pages may persist while an earlier write's did not), with the file
+  length any of the lengths it had;
 * a directory entry (a created file or directory, a rename, an unlink) is
   durable only after an fsync of its directory. Until then any prefix of that
   directory's pending entry changes may have persisted, none of them
@@ -95,7 +103,9 @@ class Op:
     ``kind`` is one of ``link`` (a new entry ``name`` -> ``node`` in directory
     ``dir``), ``unlink``, ``rename`` (``name`` -> ``dst`` within ``dir``),
     ``dirsync``, ``write`` (``data`` at ``offset`` into inode ``ino``),
-    ``truncate`` (``ino`` to ``offset`` bytes) and ``sync`` (``ino``).
+    ``truncate`` (``ino`` to ``offset`` bytes), ``syncstart`` (a sync of
+    ``ino`` began; ``offset`` numbers it) and ``sync`` (that sync completed:
+    what ``ino`` held when it began is durable).
     """
 
     kind: str
@@ -217,20 +227,30 @@ class RecordingFS(HarnessFS):
                     self._record(Op("write", ino=ino, offset=offset, data=bytes(data[:n])))
             return n
 
-    def _sync(self, fd: int) -> None:
-        ino = self._fds.get(fd)
-        if ino is not None and not self._ignored(ino):
-            self._record(Op("sync", ino=ino))
+    def _sync(self, fd: int, call: Callable[[int], None]) -> None:
+        # The lock is not held during the sync itself: other threads write
+        # meanwhile, as they do on a real disk, and those writes are not
+        # covered by this sync (it covers what the file held when it began).
+        with self._lock:
+            ino = self._fds.get(fd)
+            token = None
+            if ino is not None and not self._ignored(ino):
+                token = self._new_id()
+                self._record(Op("syncstart", ino=ino, offset=token))
+        self.syncing(fd)
+        call(fd)
+        if token is not None:
+            with self._lock:
+                self._record(Op("sync", ino=ino, offset=token))
+
+    def syncing(self, fd: int) -> None:
+        """Called between the start and the real sync (tests hold a sync open here)."""
 
     def fsync(self, fd: int) -> None:
-        with self._lock:
-            super().fsync(fd)
-            self._sync(fd)
+        self._sync(fd, super().fsync)
 
     def fdatasync(self, fd: int) -> None:
-        with self._lock:
-            super().fdatasync(fd)
-            self._sync(fd)
+        self._sync(fd, super().fdatasync)
 
     def ftruncate(self, fd: int, length: int) -> None:
         with self._lock:
@@ -409,6 +429,9 @@ class _Model:
         self.data_vol = {i: bytearray(b) for i, b in rec.initial_data.items()}
         self.data_dur = dict(rec.initial_data)
         self.data_pending: dict[int, list[Op]] = {}
+        self.data_done: dict[int, int] = {}  # writes+truncates applied, per inode
+        self.data_durable: dict[int, int] = {}  # how many of those are durable
+        self.sync_marks: dict[int, int] = {}  # sync token -> data_done when it began
 
     def apply(self, op: Op) -> None:
         if op.kind in ("link", "unlink", "rename"):
@@ -428,11 +451,37 @@ class _Model:
         elif op.kind in ("write", "truncate"):
             _apply_data(self.data_vol[op.ino], op)
             self.data_pending.setdefault(op.ino, []).append(op)
+            self.data_done[op.ino] = self.data_done.get(op.ino, 0) + 1
+        elif op.kind == "syncstart":
+            self.sync_marks[op.offset] = self.data_done.get(op.ino, 0)
         elif op.kind == "sync":
-            self.data_dur[op.ino] = bytes(self.data_vol[op.ino])
-            self.data_pending.pop(op.ino, None)
+            # Durable: what the file held when this sync began, not the writes since.
+            n = self.sync_marks.pop(op.offset) - self.data_durable.get(op.ino, 0)
+            if n > 0:
+                pending = self.data_pending.get(op.ino, [])
+                buf = bytearray(self.data_dur[op.ino])
+                for w in pending[:n]:
+                    _apply_data(buf, w)
+                self.data_dur[op.ino] = bytes(buf)
+                self.data_durable[op.ino] = self.data_durable.get(op.ino, 0) + n
+                if pending[n:]:
+                    self.data_pending[op.ino] = pending[n:]
+                else:
+                    self.data_pending.pop(op.ino, None)
         else:
             raise AssertionError(f"unknown op {op.kind}")
+
+    def _page_versions(
+        self, ino: int, pending: list[Op], exhaustive: bool
+    ) -> Iterator[tuple[bytes, str]]:
+        if not any(op.kind == "write" for op in pending):
+            return
+        buf = bytearray(self.data_dur[ino])
+        versions = [bytes(buf)]
+        for op in pending:
+            _apply_data(buf, op)
+            versions.append(bytes(buf))
+        yield from _page_states(versions, exhaustive, random.Random(ino * 7919 + len(pending)))
 
     def tree(self, applied: dict[int, int]) -> tuple[dict[str, int], list[str]]:
         """Files (path -> inode) and directories reachable when ``applied[d]`` of
@@ -469,6 +518,7 @@ class _Model:
                     out.append((bytes(torn), f"+{j} writes, torn at {cut}/{len(op.data)}"))
             _apply_data(buf, op)
             out.append((bytes(buf), f"+{j + 1} of {len(pending)} unsynced"))
+        out.extend(self._page_versions(ino, pending, exhaustive))
         seen: set[bytes] = set()
         unique = []
         for data, label in out:
@@ -476,6 +526,42 @@ class _Model:
                 seen.add(data)
                 unique.append((data, label))
         return unique
+
+
+PAGE = 4096  # the unit the page cache writes back
+
+
+def _page_states(
+    versions: list[bytes], exhaustive: bool, rng: random.Random
+) -> Iterator[tuple[bytes, str]]:
+    """Contents a file may have when each page holds any one of its ``versions``
+    (the file after 0, 1, 2, ... of its unsynced writes) and its length is any
+    of theirs: pages written back in any order, any subset of one write's pages.
+
+    Exhaustive: every combination up to 4096 of them; otherwise each page's
+    each version with the other pages all old or all new, and a few random mixes.
+    """
+    lengths = sorted(set(len(v) for v in versions))
+    n_pages = (max(lengths) + PAGE - 1) // PAGE
+    pages: list[list[bytes]] = []
+    for p in range(n_pages):
+        seen: dict[bytes, None] = {}
+        for v in versions:
+            seen.setdefault(v[p * PAGE : (p + 1) * PAGE].ljust(PAGE, b"\0"))
+        pages.append(list(seen))
+    varying = [p for p in range(n_pages) if len(pages[p]) > 1]
+    sizes = [len(lengths)] + [len(pages[p]) for p in varying]
+    cap = 4096 if exhaustive else 12
+    if not exhaustive:
+        # Besides the extremes _choices always keeps, a few random mixes.
+        cap = min(_total(sizes), max(cap, 2 * sum(sizes)))
+    for choice in _choices(sizes, cap, rng):
+        length = lengths[choice[0]]
+        picked = [pages[p][0] for p in range(n_pages)]
+        for p, c in zip(varying, choice[1:], strict=True):
+            picked[p] = pages[p][c]
+        label = ", ".join(f"page {p} v{c}" for p, c in zip(varying, choice[1:], strict=True))
+        yield b"".join(picked)[:length], f"pages: {label or 'none vary'}, length {length}"
 
 
 def crash_states(
@@ -567,11 +653,13 @@ def enumerate_crash_states(
     exhaustive: bool = False,
     power_loss: bool = True,
     cap: int = 400,
+    recorder: type[RecordingFS] = RecordingFS,
 ) -> CrashReport:
     """Record ``workload``, then ``check`` every distinct crash state of it.
 
     ``setup`` prepares the initial disk state under the base directory (taken
-    as durable) before recording starts. The workload and the checks see the
+    as durable) before recording starts; ``recorder`` is the recording file
+    system (a subclass may hold a sync open). The workload and the checks see the
     base directory; a failing check is re-raised with the state's description,
     and the state is left on disk under ``scratch`` for inspection.
     """
@@ -579,7 +667,7 @@ def enumerate_crash_states(
     live.mkdir(parents=True)
     if setup is not None:
         setup(live)
-    fs = RecordingFS(live)
+    fs = recorder(live)
     workload(live, fs)
     rec = fs.recording
     report = CrashReport(ops=len(rec.ops), acks=len(rec.acks))
@@ -891,6 +979,11 @@ def check_journal_recovers(
     with Journal.open(root, **opts) as j:
         again = [j.decode(r) for r in j.scan()]
         assert again == before, "a writer's recovery changed what a reader saw"
+        # A writer's open cuts a torn tail: nothing but preallocated zeros is
+        # left after the last whole record (the cut bytes go to quarantine/).
+        active = j._segs[-1]
+        rest = os.pread(active.fd, 1 << 30, active.scanned_to)
+        assert not rest.rstrip(b"\0"), f"{len(rest)} bytes after the last record were not cut"
         seq = j.append(1, "after the crash")
         assert seq == len(before) + 1
     after, last = read_all(root, **opts)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -382,23 +383,33 @@ def _all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in root.rglob("*") if p.is_file()]
 
 
-def _decompressed(data: bytes) -> bytes:
-    """Every zstd frame found in ``data``, decompressed, and their nested blobs."""
+def _decompressed(data: bytes, dictionaries: Sequence[bytes] = ()) -> bytes:
+    """Every zstd frame found in ``data``, decompressed, and their nested blobs
+    (recursively). A frame made with a dictionary is decompressed with each of
+    ``dictionaries`` (the raw dictionaries the journal held) until one fits."""
     out = []
     magic = b"\x28\xb5\x2f\xfd"
+    decompressors = [zstandard.ZstdDecompressor()] + [
+        zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(d))
+        for d in dictionaries
+    ]
     start = data.find(magic)
     while start != -1:
-        try:
-            raw = zstandard.ZstdDecompressor().decompressobj().decompress(data[start:])
+        for dec in decompressors:
+            try:
+                raw = dec.decompressobj().decompress(data[start:])
+            except zstandard.ZstdError:
+                continue
             out.append(raw)
             try:
                 obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-                if isinstance(obj, dict):
-                    out += [v for v in obj.values() if isinstance(v, bytes)]
             except Exception:
-                pass
-        except zstandard.ZstdError:
-            pass
+                break
+            values = obj.values() if isinstance(obj, dict) else ()
+            blobs = [v for v in values if isinstance(v, bytes)]
+            out += blobs
+            out += [_decompressed(b, dictionaries) for b in blobs]
+            break
         start = data.find(magic, start + 1)
     return b"".join(out)
 
@@ -440,6 +451,34 @@ def test_purge_leaves_no_byte_of_the_session_anywhere_under_the_root(tmp_path: P
         assert s.load_session(other) == other_before
         assert not s.session_exists(victim)
     verify(root)
+
+
+def test_purge_removes_the_snapshots_even_when_they_cannot_be_written_again(
+    tmp_path: Path,
+) -> None:
+    """The snapshots on disk hold the victim's title. Writing new ones fails (a full
+    disk: snapshots are only a cache, so that is not an error); the old ones must
+    still be gone when the purge returns."""
+    root = tmp_path / "j"
+    secret = "SECRET-" + uuid4().hex
+    victim = UUID(int=7)
+    with SessionStore.open(root) as s:
+        h = History(s)
+        h.save(victim, ["hello"])
+        h.save(UUID(int=8), ["other"])
+        s.rename(victim, f"title {secret}")
+    assert secret.encode() in (root / "projections" / "index.snap").read_bytes()
+
+    class NoSpaceForSnapshots(FileSystem):
+        def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+            if "projections" in path and flags & os.O_CREAT:
+                raise OSError(errno.ENOSPC, "No space left on device (injected)", path)
+            return super().open(path, flags, mode)
+
+    with SessionStore.open(root, fs=NoSpaceForSnapshots()) as s:
+        s.purge(victim)
+        for path, data in _all_bytes_under(root):
+            assert secret.encode() not in data + _decompressed(data), path
 
 
 def test_purging_an_unknown_session_is_refused(tmp_path: Path) -> None:

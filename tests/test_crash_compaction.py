@@ -19,6 +19,7 @@ from uuid import UUID
 from journal import SessionState, SessionStore
 from journal._dictionary import read_dictionary_event
 from journal._events import EventType, upcast
+from journal._format import pack_record
 from tests._store_worker import QuickTrainer
 from tests.faultfs import CrashState, HarnessFS, enumerate_crash_states, report_figures
 from tests.test_compact import History, _decompressed, answers
@@ -42,6 +43,7 @@ def _history(base: Path, dictionaries: bool = False) -> None:
         if dictionaries:
             s.journal.seal_active()  # the next samples, the victim's first, train one
         h.save(VICTIM, [f"{SECRET} in a message"])
+        s.rename(VICTIM, f"{SECRET} as a title")  # in the index snapshot written on close
         if dictionaries:
             h.save(UUID(int=2), ["sampled with the victim " * 3])
             h.save(UUID(int=1), ["compressed with that dictionary " * 4])
@@ -49,6 +51,28 @@ def _history(base: Path, dictionaries: bool = False) -> None:
         else:  # (the dictionary stays in the active segment, for the purge to find)
             s.journal.seal_active()
         h.save(UUID(int=1), ["after the cut"])
+        # A torn record of the victim's at the end of the active segment: the
+        # next writer's open keeps its bytes in quarantine/.
+        seg = s.journal._segs[-1]
+        path, end = seg.path, seg.scanned_to
+    torn = pack_record(10**6, 1, 7, 0, VICTIM.bytes, f"{SECRET} torn".encode() * 4)[:-3]
+    with open(path, "r+b") as f:
+        f.seek(end)
+        f.write(torn)
+    with SessionStore.open(base / "j", segment_size=SEG):
+        pass
+    assert any(SECRET.encode() in q.read_bytes() for q in (base / "j/quarantine").iterdir())
+    assert SECRET.encode() in (base / "j/projections/index.snap").read_bytes()
+
+
+def _dictionaries(root: Path) -> list[bytes]:
+    """The raw dictionaries in the journal (to look inside frames compressed with them)."""
+    with SessionStore.open(root, segment_size=SEG, readonly=True) as s:
+        return [
+            read_dictionary_event(upcast(r.event_type, s.journal.decode(r)))[0]
+            for r in s.journal.scan()
+            if r.event_type == EventType.DICTIONARY_TRAINED
+        ]
 
 
 def _trained_on(s: SessionStore, sid: UUID) -> bool:
@@ -77,9 +101,12 @@ def test_the_same_with_a_dictionary_trained_on_the_purged_session(tmp_path: Path
 def _run(tmp_path: Path, dictionaries: bool) -> None:
     before: dict[str, Any] = {}
     after_purge: dict[str, Any] = {}
+    dicts: list[bytes] = []
 
     def setup(base: Path) -> None:
         _history(base, dictionaries)
+        dicts.extend(_dictionaries(base / "j"))
+        assert not dictionaries or dicts
         before.update(_expected(base))
         after_purge.update(
             {k: v for k, v in before.items() if str(VICTIM) not in k and k != "list"}
@@ -94,6 +121,14 @@ def _run(tmp_path: Path, dictionaries: bool) -> None:
 
     def check(base: Path, state: CrashState) -> None:
         root = base / "j"
+        if "purged" in state.acked:
+            # As the power cut left it, before anything opens it (a close
+            # rewrites the snapshots): no byte of the victim, raw or inside
+            # any zstd frame, with or without a dictionary.
+            for f in root.rglob("*"):
+                if f.is_file():
+                    data = f.read_bytes()
+                    assert SECRET.encode() not in data + _decompressed(data, dicts), f
         with SessionStore.open(root, segment_size=SEG) as s:  # a writer: cleans leftovers
             got = answers(s)
             for rec in s.journal.scan():
@@ -105,7 +140,7 @@ def _run(tmp_path: Path, dictionaries: bool) -> None:
             for f in root.rglob("*"):
                 if f.is_file():
                     data = f.read_bytes()
-                    assert SECRET.encode() not in data + _decompressed(data), f
+                    assert SECRET.encode() not in data + _decompressed(data, dicts), f
         elif any(str(VICTIM) in k for k in got):
             assert got == before
         else:  # the purge's SessionPurged was written, its rewrite not yet complete

@@ -14,6 +14,7 @@ exhaustive ones (every byte of every torn write, bigger workloads) with
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.faultfs import (
     CrashState,
     ExpectedLog,
     HarnessFS,
+    RecordingFS,
     check_journal_recovers,
     enumerate_crash_states,
     report_figures,
@@ -280,3 +282,105 @@ def test_entries_helper_round_trips(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j") as j:
         j.append_many([Entry(7, p) for p in SMALL.batches[3]])
         assert [j.decode(r) for r in j.scan()] == SMALL.batches[3]
+
+
+# -- the model's finer points: pages, syncs running while others write ---------------------
+
+
+def test_a_lost_page_before_a_persisted_one_never_brings_back_half_a_batch(
+    tmp_path: Path,
+) -> None:
+    """A power cut kept the second page of an unsynced two-record batch, not the first.
+
+    The data ends at the zeros of the first page; the second holds the batch's
+    last record, whole. An append of a record exactly as long as the lost first
+    one would end where that record begins, and bring it back as if committed:
+    the writer's open cuts everything after the zeros instead.
+    """
+    root, twin = tmp_path / "j", tmp_path / "twin"
+    first, second = {"k": "first " * 20}, {"k": "second " * 30}
+    with Journal.open(root) as j:
+        j.append(7, "committed")
+    shutil.copytree(root, twin)
+    with Journal.open(twin) as t:
+        start = t._segs[-1].scanned_to
+        t.append_many([Entry(7, first), Entry(7, second)])
+        path, end = t._segs[-1].path, t._segs[-1].scanned_to
+    lost_batch = Path(path).read_bytes()[start:end]
+    with Journal.open(twin, readonly=True) as t:
+        cut = t.read(3).offset  # where the second record begins
+    seg = next((root / "segments").iterdir())
+    data = bytearray(seg.read_bytes())
+    data[start:end] = bytes(cut - start) + lost_batch[cut - start :]
+    seg.write_bytes(bytes(data))
+    with Journal.open(root) as j:
+        assert j.last_seq == 1
+        j.append(7, first)  # as long as the lost first record: ends where the second begins
+    with Journal.open(root, readonly=True) as j:
+        assert [j.decode(r) for r in j.scan()] == ["committed", first]
+    assert list((root / "quarantine").iterdir()), "the stray bytes are kept for inspection"
+
+
+def test_a_group_written_while_a_sync_runs_is_acknowledged_only_after_its_own_sync(
+    tmp_path: Path,
+) -> None:
+    """Thread A's segment sync is held open until thread B has written its group.
+
+    The recording notes when each sync began: B's write came after, so only a
+    later sync covers it. A journal that acknowledged B on A's sync would lose
+    B in the crash states where B's write did not persist.
+    """
+    log = ExpectedLog.generate([1, 1, 2, 1], seed=3)
+    written = threading.Event()
+
+    class HoldingFS(RecordingFS):
+        held = False
+
+        def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+            n = super().pwrite(fd, data, offset)
+            if self.held and threading.current_thread().name == "B":
+                written.set()
+            return n
+
+        def syncing(self, fd: int) -> None:
+            if threading.current_thread().name == "A" and not self.held:
+                name = self._names_of_fd(fd)
+                if name.endswith(".agcx"):
+                    self.held = True
+                    started.set()
+                    assert written.wait(30), "B never wrote while A's sync was held"
+
+        def _names_of_fd(self, fd: int) -> str:
+            return self.recording.names.get(self._fds.get(fd, -1), "")
+
+    started = threading.Event()
+
+    def workload(base: Path, fs: HarnessFS) -> None:
+        with Journal.open(base / "j", fs=fs, segment_size=1 << 20) as j:
+            j.append_many(log.entries(0))
+            fs.ack(0)
+
+            def a() -> None:
+                j.append_many(log.entries(1))
+                fs.ack(1)
+
+            def b() -> None:
+                assert started.wait(30)
+                j.append_many(log.entries(2))
+                fs.ack(2)
+
+            ta = threading.Thread(target=a, name="A")
+            tb = threading.Thread(target=b, name="B")
+            ta.start()
+            tb.start()
+            ta.join()
+            tb.join()
+            j.append_many(log.entries(3))
+            fs.ack(3)
+
+    def check(base: Path, state: CrashState) -> None:
+        check_journal_recovers(base / "j", log, state.acked, ordered=False)
+
+    report = enumerate_crash_states(workload, check, tmp_path, recorder=HoldingFS)
+    report_figures("crash: a group written during another's sync", report.as_dict())
+    assert written.is_set() and report.checked > 0

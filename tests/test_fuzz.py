@@ -64,40 +64,56 @@ def _count(name: str) -> None:
 
 
 @functools.cache
-def template() -> dict[str, bytes]:
-    """The files of a small valid journal: sealed segments, an active one, a manifest.
-
-    Its batches hold raw and zstd payloads, nested maps, and several records each.
-    """
+def _template() -> tuple[dict[str, bytes], tuple[tuple[str, Any], ...]]:
+    """The files of a small valid journal, and what the test wrote into it:
+    for seq 1, 2, ... the segment file holding that record and its payload."""
     tmp = Path(tempfile.mkdtemp(prefix="agcx-fuzz-"))
     try:
         root = tmp / "j"
         rng = random.Random(5)
+        written: list[Any] = []
         with Journal.open(root, segment_size=SEG, preallocate=0) as j:
             for b in range(30):
-                j.append_many(
-                    [
-                        Entry(
-                            1 + k,
-                            {
-                                "b": b,
-                                "k": k,
-                                "text": "word " * rng.choice([1, 40, 200]),
-                                "blob": rng.randbytes(rng.choice([0, 10, 300])),
-                                "nest": {"a": [1, 2.5, None, True, {"z": b"\0"}]},
-                            },
-                        )
-                        for k in range(rng.choice([1, 1, 2, 3]))
-                    ]
-                )
+                batch = [
+                    {
+                        "b": b,
+                        "k": k,
+                        "text": "word " * rng.choice([1, 40, 200]),
+                        "blob": rng.randbytes(rng.choice([0, 10, 300])),
+                        "nest": {"a": [1, 2.5, None, True, {"z": b"\0"}]},
+                    }
+                    for k in range(rng.choice([1, 1, 2, 3]))
+                ]
+                j.append_many([Entry(1 + k, p) for k, p in enumerate(batch)])
+                written.extend(batch)
+            # Which file holds each seq: from the manifest's bases (the oracle
+            # itself is ``written``, the payloads as the test made them).
+            bases = [(s.base_seq, f"segments/{s.name}") for s in j.manifest.segments]
+        where = tuple(
+            (max(name for base, name in bases if base <= seq), written[seq - 1])
+            for seq in range(1, len(written) + 1)
+        )
         files = {}
         for p in sorted(root.rglob("*")):
             if p.is_file() and p.name != "LOCK":
                 files[str(p.relative_to(root))] = p.read_bytes()
         assert sum(1 for f in files if f.startswith("segments/")) >= 3
-        return files
+        return files, where
     finally:
         shutil.rmtree(tmp)
+
+
+def template() -> dict[str, bytes]:
+    """The files of a small valid journal: sealed segments, an active one, a manifest.
+
+    Its batches hold raw and zstd payloads, nested maps, and several records each.
+    """
+    return _template()[0]
+
+
+def written() -> tuple[tuple[str, Any], ...]:
+    """For seq 1, 2, ...: the template segment holding it and the payload the test wrote."""
+    return _template()[1]
 
 
 def segments() -> list[str]:
@@ -117,22 +133,36 @@ def write_journal(root: Path, files: dict[str, bytes]) -> None:
         (root / name).write_bytes(data)
 
 
-def exercise(root: Path) -> int:
+def exercise(root: Path, *, trusted: frozenset[str] | None = None, whole: int = 0) -> int:
     """Open read-only and as a writer; scan, decode, read, append. Return records read.
 
     A :class:`JournalError` ends one pass quietly (that is the expected answer
-    to damage); any other exception escapes and fails the test.
+    to damage); any other exception escapes and fails the test. The oracle is
+    what the test wrote (:func:`written`): a record read back from a segment
+    file named in ``trusted`` (not damaged, or damaged without its checksums
+    fixed) must decode to the payload written at its seq, never to something
+    else; and the read-only pass must yield at least the first ``whole``
+    records (those in files before the damage).
     """
+    truth = written()
+    if trusted is None:
+        trusted = frozenset(name for name, _ in truth)
     seen = 0
     for readonly in (True, False):
+        got = 0
         try:
             with Journal.open(
                 root, readonly=readonly, segment_size=SEG, max_record_size=MAX_RECORD
             ) as j:
                 for rec in j.scan():
                     seen += 1
-                    with contextlib.suppress(CorruptJournal):
-                        j.decode(rec)
+                    got += 1
+                    try:
+                        value = j.decode(rec)
+                    except CorruptJournal:
+                        value = _UNREADABLE
+                    if rec.seq <= len(truth) and truth[rec.seq - 1][0] in trusted:
+                        assert value == truth[rec.seq - 1][1], f"seq {rec.seq} misread"
                 st = j.statistics()
                 if st.last_seq:
                     j.read(st.last_seq)
@@ -140,7 +170,12 @@ def exercise(root: Path) -> int:
                     j.append(1, {"after": "damage"})
         except JournalError:
             pass
+        if readonly:
+            assert got >= whole, f"only {got} of the {whole} undamaged records came back"
     return seen
+
+
+_UNREADABLE = object()
 
 
 def fix_crcs(data: bytes) -> bytes:
@@ -204,17 +239,29 @@ def mutate(data: bytes, rng: random.Random, n: int) -> bytes:
 
 
 def run_mutation(tmp: Path, rng: random.Random, name: str) -> None:
-    """One hostile journal: a random file of the template damaged, CRCs maybe fixed."""
+    """One hostile journal: a random file of the template damaged, CRCs maybe fixed.
+
+    Records in files left alone, and in the damaged file unless its checksums
+    were recomputed, must read back as written; a sealed segment damaged in
+    place (same length) still lets every record before it through.
+    """
     files = dict(template())
     victim = rng.choice([*segments(), "MANIFEST"])
     data = mutate(files[victim], rng, rng.randrange(1, 6))
-    if rng.random() < 0.6:
+    fixed = rng.random() < 0.6
+    if fixed:
         data = fix_crcs(data) if victim != "MANIFEST" else manifest_bytes(None, raw=data[16:])
+    trusted = {n for n, _ in written()} - ({victim} if fixed else set())
+    whole = 0
+    if victim == segments()[-1] and data[:HEADER_SIZE] == files[victim][:HEADER_SIZE]:
+        whole = sum(1 for n, _ in written() if n < victim)  # every sealed record
+    elif victim in segments() and len(data) == len(files[victim]):
+        whole = sum(1 for n, _ in written() if n < victim)
     files[victim] = data
     root = fresh(tmp)
     write_journal(root, files)
     try:
-        exercise(root)
+        exercise(root, trusted=frozenset(trusted), whole=whole)
         _count(name)
     finally:
         shutil.rmtree(root.parent)
@@ -356,7 +403,8 @@ def test_well_framed_records_with_absurd_fields_give_only_typed_errors(
     files[victim] = files[victim][:HEADER_SIZE] + b"".join(_frame(*r) for r in records)
     root = fresh(tmp_path)
     write_journal(root, files)
-    exercise(root)
+    # The frames' checksums are right: what they hold is what the victim now says.
+    exercise(root, trusted=frozenset(n for n, _ in written() if n != victim))
     shutil.rmtree(root.parent)
     _count("well-framed absurd records")
 

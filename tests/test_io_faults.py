@@ -8,8 +8,10 @@ data), until a run completes without meeting the fault. After each run:
 * the error the workload saw was a :class:`journal.JournalError` naming the
   failure, never a bare ``OSError`` (an I/O failure is not reported as
   :class:`journal.CorruptJournal`: the bytes are not damaged, the disk is);
-* an append that raised poisons the handle: later appends raise
-  :class:`journal.JournalPoisoned` until a reopen;
+* an append that raised poisons the handle (later appends raise
+  :class:`journal.JournalPoisoned` until a reopen), except a write the full
+  file system refused (:class:`journal.JournalFull`): the same batch is then
+  appended again and succeeds once there is space;
 * reopened on a healthy disk, the journal holds every acknowledged batch,
   whole batches only, recovers, and takes new appends.
 """
@@ -22,7 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from journal import CorruptJournal, Entry, FileSystem, Journal, JournalError, JournalPoisoned
+from journal import (
+    CorruptJournal,
+    Entry,
+    FileSystem,
+    Journal,
+    JournalError,
+    JournalFull,
+    JournalPoisoned,
+)
 from tests.faultfs import (
     ExpectedLog,
     FaultFS,
@@ -45,6 +55,11 @@ def _workload(expected: ExpectedLog, split: int) -> Callable[[Path, HarnessFS], 
     def append_all(j: Journal, fs: HarnessFS, batches: range) -> None:
         for b in batches:
             try:
+                j.append_many(expected.entries(b))
+            except JournalFull:
+                # A full disk stores nothing of the batch and leaves the handle
+                # usable: once there is space (a one-shot fault), the same
+                # batch saves without a reopen; a persistent one fails again.
                 j.append_many(expected.entries(b))
             except JournalError as exc:
                 poisoned = isinstance(exc, JournalPoisoned)
@@ -203,15 +218,36 @@ def test_closing_never_raises_even_when_the_os_fails_to_close(root: Path) -> Non
 
 
 def test_a_failed_write_poisons_the_handle_and_a_reopen_continues(root: Path) -> None:
-    fs = FaultFS(None, errno.ENOSPC, persistent=True, only=["pwrite"])
+    fs = FaultFS(None, errno.EIO, persistent=True, only=["pwrite"])
     with Journal.open(root, fs=fs) as j:
         j.append(1, "durable")
-        fs.fail_at = fs.count + 1  # the lock hint (ignored), then the records: half written
-        with pytest.raises(JournalPoisoned, match="No space left on device"):
-            j.append(1, "half written")
+        fs.fail_at = fs.count + 1  # the lock hint (ignored), then the records
+        with pytest.raises(JournalPoisoned, match="Input/output error"):
+            j.append(1, "failed")
         with pytest.raises(JournalPoisoned, match="reopen"):
             j.append(1, "refused")
     with Journal.open(root) as j:
-        assert [j.decode(r) for r in j.scan()] == ["durable"]  # the half record was cut
+        assert [j.decode(r) for r in j.scan()] == ["durable"]
         j.append(1, "after reopen")
-    assert list((root / "quarantine").iterdir())
+
+
+def test_a_full_disk_fails_the_save_cleanly_and_the_same_handle_saves_once_there_is_space(
+    root: Path,
+) -> None:
+    """ENOSPC on a write is not a failed sync: nothing was lost by the kernel. The
+    half-written records are cut off at once (a reader must never see them), the
+    save fails with JournalFull naming the journal, and the handle is not poisoned."""
+    fs = FaultFS(None, errno.ENOSPC, persistent=True, only=["pwrite"])
+    with Journal.open(root, fs=fs, preallocate=0) as j, Journal.open(root, readonly=True) as r:
+        j.append(1, "durable")
+        size = j._segs[-1].file_size()
+        fs.fail_at = fs.count + 1  # the records: half written, then ENOSPC
+        for _ in range(3):
+            with pytest.raises(JournalFull, match=f"journal {root}: the file system is full"):
+                j.append_many([Entry(1, "first of a batch " * 30), Entry(1, "second " * 30)])
+            assert j._segs[-1].file_size() == size, "the half-written batch was left in the file"
+            assert [r.decode(x) for x in r.scan()] == ["durable"]  # readers keep working
+        fs.fail_at = None  # space was freed
+        assert j.append(1, "after the disk filled") == 2
+    with Journal.open(root, readonly=True) as j:
+        assert [j.decode(x) for x in j.scan()] == ["durable", "after the disk filled"]

@@ -1,7 +1,10 @@
 """Point in time: ``SessionStore.at(when)`` and ``journal.recover`` against an oracle.
 
 The oracle is a second, fresh store that is given the same operations one by
-one; after each, its answers are snapshotted. A view at seq S of the first
+one; after each, its answers are snapshotted, and checked against a plain model
+the test keeps of its own operations (sessions, titles, tags, favorites,
+conversations, states, checkpoints), so the oracle does not rest on the code
+under test alone. A view at seq S of the first
 store (and a journal recovered to S) must answer exactly what the oracle
 answered when it had seen S events.
 """
@@ -60,6 +63,29 @@ OPS: st.SearchStrategy[Op] = st.one_of(
 
 
 @dataclass
+class Model:
+    """What the operations applied so far say a reader must see: plain values,
+    written by the test from its own operations (the independent oracle)."""
+
+    sessions: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    base: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # what the caller last saved
+
+    def view(self) -> list[Any]:
+        return sorted(
+            (sid, m["title"], tuple(m["tags"]), m["fav"], m["conv"], m["state"], sorted(m["cps"]))
+            for sid, m in self.sessions.items()
+        )
+
+
+def seen(answered: Any) -> list[Any]:
+    """The part of :func:`answers` the model predicts."""
+    return sorted(
+        (a[0], a[1], tuple(a[2]), a[3], a[7], a[8], sorted(c[0] for c in a[9]))
+        for a in answered[0]
+    )
+
+
+@dataclass
 class Driver:
     """Applies operations to a store; the same ops give the same events in any store."""
 
@@ -67,6 +93,49 @@ class Driver:
     messages: dict[int, list[MessageSnapshot]] = field(default_factory=dict)
     convs: dict[int, UUID] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    model: Model = field(default_factory=Model)
+
+    def _note(self, kind: str, op: Op, sid: UUID, **saved: Any) -> None:
+        """Apply an operation the store accepted to the model."""
+        m = self.model.sessions
+        if kind == "save":
+            mine = {"title": saved["title"], "tags": list(saved["tags"]), "fav": saved["fav"]}
+            held = m.get(sid)
+            merged = {**mine, "tags": list(mine["tags"])}
+            if held is not None:
+                # A save merges its metadata three ways against what this caller
+                # last saved (journal/_merge.py): a field it left as it was keeps
+                # the current value; tags merge as a set.
+                base = self.model.base.get(sid, held)
+                for key in ("title", "fav"):
+                    if mine[key] == base[key]:
+                        merged[key] = held[key]
+                b, h = base["tags"], held["tags"]
+                if mine["tags"] == b:
+                    merged["tags"] = list(h)
+                elif h not in (b, mine["tags"]):
+                    tags = [x for x in h if x in mine["tags"] or x not in b]
+                    tags += [x for x in mine["tags"] if x not in b and x not in tags]
+                    merged["tags"] = tags
+            self.model.base[sid] = mine
+            cps = held["cps"] if held is not None else set()
+            m[sid] = {**saved, **merged, "cps": cps}
+        elif kind == "delete":
+            m.pop(sid, None)
+        elif sid not in m:
+            pass  # (an edit of a session that does not exist changes nothing)
+        elif kind == "tag" and op[2] not in m[sid]["tags"]:
+            m[sid]["tags"].append(op[2])
+        elif kind == "untag" and op[2] in m[sid]["tags"]:
+            m[sid]["tags"].remove(op[2])
+        elif kind == "rename":
+            m[sid]["title"] = op[2]
+        elif kind == "favorite":
+            m[sid]["fav"] = op[2]
+        elif kind == "checkpoint":
+            m[sid]["cps"].add(CIDS[op[2]])
+        elif kind == "uncheckpoint":
+            m[sid]["cps"].discard(CIDS[op[2]])
 
     def _message(self, s: int) -> MessageSnapshot:
         n = next(self.counter)
@@ -98,13 +167,14 @@ class Driver:
                     current_mode=OperatingMode.BUILD if k % 2 else OperatingMode.PLAN,
                     tags=("saved",) if k % 3 == 0 else (),
                 )
-                self.store.save_session(
-                    sid,
-                    meta,
-                    ConversationSnapshot(conv, tuple(new)),
-                    SessionState(cursor_position=k),
-                )
+                snapshot = ConversationSnapshot(conv, tuple(new))
+                self.store.save_session(sid, meta, snapshot, SessionState(cursor_position=k))
                 self.messages[s] = new
+                self._note(
+                    kind, op, sid, title=meta.title, tags=list(meta.tags), fav=meta.is_favorite,
+                    conv=snapshot, state=SessionState(cursor_position=k),
+                )
+                return True
             elif kind == "delete":
                 self.store.delete_session(sid, reason=op[2])
                 self.messages.pop(s, None)
@@ -129,6 +199,7 @@ class Driver:
                 raise AssertionError(kind)
         except (SessionNotFound, CheckpointNotFound):
             return False
+        self._note(kind, op, sid)
         return True
 
 
@@ -189,6 +260,8 @@ def build(root: Path, ops: list[Op]) -> tuple[SessionStore, dict[int, Any]]:
         if applied:
             seq = oracle.journal.last_seq
             snapshots[seq] = answers(oracle.at(seq))
+            # The oracle store itself answers what the test's own model says.
+            assert seen(snapshots[seq]) == d_oracle.model.view(), op
     oracle.close()
     assert store.journal.last_seq == max(snapshots)
     return store, snapshots

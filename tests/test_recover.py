@@ -41,18 +41,31 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def make_journal(root: Path, n: int = 120, batch: int = 1) -> list[Record]:
-    """A journal of ``n`` small events over several sealed segments; its records."""
+    """A journal of ``n`` small events over several sealed segments; its records.
+
+    The records are checked against what the test wrote (seq as acknowledged,
+    type, session, payload), so tests comparing copies with them compare with
+    the test's own operations, not only with another read of the same code.
+    """
+    written: list[tuple[int, int, UUID, dict[str, object]]] = []
     with Journal.open(root, segment_size=4096, preallocate=0, durability="none") as j:
         for i in range(0, n, batch):
-            j.append_many(
+            entries = [
                 Entry(
                     EventType.SESSION_TOUCHED,
                     {"v": 1, "i": k, "pad": "x" * (k % 50)},
                     UUID(int=k % 5 + 1),
                 )
                 for k in range(i, min(n, i + batch))
-            )
-        return list(j.scan())
+            ]
+            seqs = j.append_many(entries)
+            written += [
+                (seq, e.event_type, e.session_id, e.payload)  # type: ignore[misc]
+                for seq, e in zip(seqs, entries, strict=True)
+            ]
+        got = list(j.scan())
+        assert [(r.seq, r.event_type, r.session_id, j.decode(r)) for r in got] == written
+        return got
 
 
 def key(r: Record) -> tuple[object, ...]:
