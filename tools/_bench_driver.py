@@ -372,6 +372,22 @@ def measure_store(ctx: Ctx, name: str, keep: bool = False) -> tuple[Figures, Pat
     f["save1_lat"] = _lat(lat)
     shutil.rmtree(d1, ignore_errors=True)
 
+    # One thread saving every session round-robin (the whole stream in schedule
+    # order, sessions interleaved), durable stores only: saves/s and the
+    # process's CPU per save, the caller's model building included.
+    if peer.durable:
+        drr = _new_dir(ctx.base, name + "-rr")
+        peer = make_peer(name)
+        peer.open(drr)
+        cpu0 = time.process_time()
+        wall, lat = _run_threads([ctx.ops], peer.save)
+        cpu = time.process_time() - cpu0
+        peer.close()
+        shutil.rmtree(drr, ignore_errors=True)
+        f["rr1_per_s"] = n / wall
+        f["rr1_cpu_per_save_s"] = cpu / n
+        f["rr1_lat"] = _lat(lat)
+
     # One long conversation: save latency at turn 1 vs turn 500.
     if name in plan.long_stores:
         dl = _new_dir(ctx.base, name + "-long")
@@ -762,6 +778,24 @@ def targets(res: Figures, plan: Plan) -> list[Target]:
             10.0,
         ),
         Target(
+            "1-thread round-robin saves/s vs sqlite-full",
+            _ratio(fig("agcx", "rr1_per_s"), fig("sqlite-full", "rr1_per_s")),
+            ">=",
+            1.5,
+        ),
+        Target(
+            "1-thread round-robin saves/s vs jsonl-fsync",
+            _ratio(fig("agcx", "rr1_per_s"), fig("jsonl-fsync", "rr1_per_s")),
+            ">=",
+            1.2,
+        ),
+        Target(
+            "CPU per durable save (1 thread) vs jsonl-fsync",
+            _ratio(fig("agcx", "rr1_cpu_per_save_s"), fig("jsonl-fsync", "rr1_cpu_per_save_s")),
+            "<=",
+            1.0,
+        ),
+        Target(
             "bytes written (wchar) vs old-store-durable",
             _ratio(fig("agcx", "save_io", "wchar"), fig("old-store-durable", "save_io", "wchar")),
             "<=",
@@ -880,6 +914,8 @@ def _num(v: float | None, unit: str) -> str:
 ROWS: list[tuple[str, tuple[str, ...], str, bool]] = [
     ("saves/s ({agents} agent threads)", ("saves_per_s",), "/s", True),
     ("saves/s (1 thread)", ("saves1_per_s",), "/s", True),
+    ("saves/s (1 thread, round-robin)", ("rr1_per_s",), "/s", True),
+    ("CPU ms per save (1 thread, round-robin)", ("rr1_cpu_per_save_s",), "ms", False),
     ("save p50 ms ({agents} threads)", ("save_lat", "p50"), "ms", False),
     ("save p99 ms ({agents} threads)", ("save_lat", "p99"), "ms", False),
     ("save p50 ms (1 thread)", ("save1_lat", "p50"), "ms", False),
