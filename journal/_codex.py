@@ -106,6 +106,7 @@ from uuid import UUID
 import attrs
 import msgspec
 import zstandard
+from msgspec.structs import replace
 
 from journal._errors import InvalidArgument, JournalError
 from journal._events import EventType, pack_blob, unpack_blob, upcast
@@ -134,8 +135,8 @@ from journal._model import (
     UnknownItem,
     item_from_json,
     item_to_json,
-    metadata_to_wire,
 )
+from journal._wire import metadata_to_wire
 
 if TYPE_CHECKING:
     from journal._store import SessionStore
@@ -598,7 +599,7 @@ class _Run:
             message_count=len(p.messages),
             turn_count=p.turns,
             model=p.model or "",
-            tags=tags,
+            tags=tuple(tags),
         )
         cwd = meta.get("cwd")
         context = ConversationContext(working_directory=cwd if type(cwd) is str else "")
@@ -678,7 +679,7 @@ class _Run:
         p = _parse(_split_lines(data[size:end]), first, n, known, fallback, turns)
         self._report_lines(spath, p.problems)
         updated = p.last_ts or meta.updated_at
-        new_meta = attrs.evolve(
+        new_meta = replace(
             meta,
             updated_at=max(updated, meta.updated_at),
             last_accessed=max(updated, meta.last_accessed),
@@ -695,7 +696,7 @@ class _Run:
             # A delta on no messages reads as a full save (base 0): write one.
             save = session_saved_entry(
                 store._redact_import(new_meta),
-                store._redact_import(attrs.evolve(conv, messages=tuple(p.messages))),
+                store._redact_import(replace(conv, messages=tuple(p.messages))),
                 state,
                 actor=IMPORT_ACTOR,
             )

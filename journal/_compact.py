@@ -524,7 +524,8 @@ def _without_dictionary(j: Journal, rec: Record) -> Record:
     """``rec`` with its messages compressed alone (same seq, time and session)."""
     ev = upcast(rec.event_type, j.decode(rec))
     ev["msgs"] = blob_of(j.dictionaries.unpack(ev["msgs"]))
-    ev["v"] = 2 if "md" in ev else 1
+    if ev.get("v", 1) <= 3:  # schema 3 only marked the dictionary blob
+        ev["v"] = 2 if "md" in ev else 1
     codec, data = j._codec.encode(ev, compress=False)
     return attrs.evolve(rec, codec=codec, payload=data)
 

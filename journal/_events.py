@@ -39,6 +39,7 @@ __all__ = [
     "pack_blob",
     "stored_raw_size",
     "unpack_blob",
+    "unpack_blob_bytes",
     "upcast",
 ]
 
@@ -46,8 +47,14 @@ __all__ = [
 # (``"md"``) instead of the whole map (``"meta"``), and no ``"cid"``.
 # 3: a ``SessionSaved`` (either layout) whose ``"msgs"`` is a dictionary blob
 # (journal/_dictionary.py); a build that knows only 2 would misread it.
+# 4: ``SessionSaved`` and ``CheckpointCreated`` hold the model as msgspec
+# encodes it (journal/_wire.py): the ``"msgs"``/``"conv"`` blobs, and
+# ``"cx"``, ``"mh"``, ``"st"`` as msgpack ``bin`` each (decoded only for the
+# newest save of a chain). Versions 1-3 hold it in short-key maps
+# (journal/_wire_v3.py). Either ``SessionSaved`` layout of 2 (``"meta"`` or
+# ``"md"``) and dictionary blobs of 3 are kept.
 # Every other event is still written as version 1.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class EventType(enum.IntEnum):
@@ -202,6 +209,13 @@ def _inflation(blob: bytes, skip: int = 0) -> int:
 def unpack_blob(blob: object, what: str, dictionaries: DictionaryCache | None = None) -> Any:
     """Decode a nested blob within bounds (the zstd frame's size checked first);
     a dictionary blob takes its dictionary from ``dictionaries``."""
+    return unpack_bounded(unpack_blob_bytes(blob, what, dictionaries))
+
+
+def unpack_blob_bytes(
+    blob: object, what: str, dictionaries: DictionaryCache | None = None
+) -> bytes:
+    """The msgpack bytes of a nested blob, decompressed within bounds."""
     if type(blob) is not bytes:
         raise CorruptPayload(f"{what}: expected a msgpack blob, got {type(blob).__name__}")
     try:
@@ -213,7 +227,7 @@ def unpack_blob(blob: object, what: str, dictionaries: DictionaryCache | None = 
             blob = dictionaries.unpack(blob)
     except CorruptPayload as exc:
         raise CorruptPayload(f"{what}: {exc}") from exc
-    return unpack_bounded(blob)
+    return blob
 
 
 def blob_dictionary(event: dict[str, Any]) -> int | None:

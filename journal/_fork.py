@@ -50,9 +50,8 @@ from journal._model import (
     MessageSnapshot,
     SessionMetadata,
     SessionState,
-    datetime_to_wire,
-    metadata_to_wire,
 )
+from journal._wire import datetime_to_wire, metadata_to_wire
 
 if TYPE_CHECKING:
     from journal._store import SessionStore, _Base

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
+from msgspec.structs import replace
 
 from journal._errors import (
     CheckpointNotFound,
@@ -81,7 +82,7 @@ from journal._errors import (
     RecordTooLarge,
     SessionNotFound,
 )
-from journal._events import EventType, pack_blob, upcast
+from journal._events import EventType, upcast
 from journal._legacy import (
     LegacyCheckpointFile,
     LegacyFormatError,
@@ -98,11 +99,8 @@ from journal._model import (
     ConversationSnapshot,
     SessionMetadata,
     SessionState,
-    checkpoint_meta_to_wire,
-    conversation_to_wire,
-    metadata_to_wire,
-    state_to_wire,
 )
+from journal._wire import metadata_to_wire
 
 if TYPE_CHECKING:
     from journal._store import SessionStore
@@ -260,12 +258,9 @@ def checkpoint_created_entry(
     state: SessionState,
 ) -> Entry:
     """A ``CheckpointCreated`` of ``session_id`` with ``meta`` kept as given."""
-    payload = {
-        "v": 1,
-        "meta": checkpoint_meta_to_wire(meta),
-        "conv": pack_blob(conversation_to_wire(conversation)),
-        "st": state_to_wire(state),
-    }
+    from journal._store import checkpoint_payload
+
+    payload = checkpoint_payload(meta, conversation, state)
     return Entry(EventType.CHECKPOINT_CREATED, payload, session_id, compress=False)
 
 
@@ -286,7 +281,7 @@ def _entry_bytes(e: Entry) -> int:
 
 def _strip(m: SessionMetadata) -> SessionMetadata:
     """The metadata without the fields the store derives."""
-    return attrs.evolve(m, file_size=0, compression_ratio=1.0, checkpoints=())
+    return replace(m, file_size=0, compression_ratio=1.0, checkpoints=())
 
 
 def _mtime(path: Path) -> datetime:

@@ -79,6 +79,7 @@ from journal._model import (
     UnknownItem,
     UnknownSummary,
 )
+from journal._wire import checked
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -322,8 +323,8 @@ def _pair(v: object, where: str) -> tuple[Any, Any]:
     return p[0], p[1]
 
 
-def _str_list(v: object, where: str) -> list[str]:
-    return [_str(x, f"{where}[{i}]") for i, x in enumerate(_list(v, where))]
+def _str_list(v: object, where: str) -> tuple[str, ...]:
+    return tuple([_str(x, f"{where}[{i}]") for i, x in enumerate(_list(v, where))])
 
 
 def _uuid(v: object, where: str) -> UUID:
@@ -523,18 +524,23 @@ def _content(v: object, where: str) -> ContentItem:
     if tag == "input_image":
         url = _V_IMAGE.read(body, where)["image_url"]
         return InputImage(_str(url, f"{where}.image_url"))
-    return UnknownContent(v)
+    return UnknownContent(_verbatim(v))
 
 
-def _contents(v: object, where: str) -> list[ContentItem]:
-    return [_content(c, f"{where}[{i}]") for i, c in enumerate(_list(v, where))]
+def _verbatim(v: object) -> Any:
+    # What the legacy reader keeps of an unknown variant: the decoded array or map.
+    return v
+
+
+def _contents(v: object, where: str) -> tuple[ContentItem, ...]:
+    return tuple([_content(c, f"{where}[{i}]") for i, c in enumerate(_list(v, where))])
 
 
 def _summary(v: object, where: str) -> ReasoningSummary:
     tag, body = _tagged(v, where)
     if tag == "summary_text":
         return SummaryText(_str(_V_TEXT.read(body, where)["text"], f"{where}.text"))
-    return UnknownSummary(v)
+    return UnknownSummary(_verbatim(v))
 
 
 def _item(v: object, where: str) -> ResponseItem:
@@ -556,7 +562,7 @@ def _item(v: object, where: str) -> ResponseItem:
         summary = _list(f["summary"], f"{where}.summary")
         return Reasoning(
             _str(f["id"], f"{where}.id"),
-            [_summary(s, f"{where}.summary[{i}]") for i, s in enumerate(summary)],
+            tuple([_summary(s, f"{where}.summary[{i}]") for i, s in enumerate(summary)]),
             _opt_str(f["encrypted_content"], f"{where}.encrypted_content"),
             None if content is None else _contents(content, f"{where}.content"),
         )
@@ -588,7 +594,7 @@ def _item(v: object, where: str) -> ResponseItem:
         return FunctionCallOutput(
             _str(f["call_id"], f"{where}.call_id"), _str(f["output"], f"{where}.output")
         )
-    return UnknownItem(v)
+    return UnknownItem(_verbatim(v))
 
 
 # --------------------------------------------------------------------------
@@ -631,13 +637,13 @@ def _message_metadata(v: object, where: str) -> MessageMetadata:
     tcs = _list(f["tool_calls"], f"{where}.tool_calls")
     return MessageMetadata(
         _bool(f["edited"], f"{where}.edited"),
-        history,
+        tuple(history),
         _bool(f["branch_point"], f"{where}.branch_point"),
         _opt_uuid(f["branch_id"], f"{where}.branch_id"),
         _opt_uuid(f["parent_message_id"], f"{where}.parent_message_id"),
         _uuid(f["message_id"], f"{where}.message_id"),
-        [_file_context(x, f"{where}.file_context[{i}]") for i, x in enumerate(fcs)],
-        [_tool_call(x, f"{where}.tool_calls[{i}]") for i, x in enumerate(tcs)],
+        tuple([_file_context(x, f"{where}.file_context[{i}]") for i, x in enumerate(fcs)]),
+        tuple([_tool_call(x, f"{where}.tool_calls[{i}]") for i, x in enumerate(tcs)]),
     )
 
 
@@ -697,9 +703,9 @@ def _conversation(v: object, where: str) -> ConversationSnapshot:
         modes.append((_mode(m, f"{mw}[0]"), _datetime(t, f"{mw}[1]")))
     return ConversationSnapshot(
         _uuid(f["id"], f"{where}.id"),
-        [_message(m, f"{where}.messages[{i}]") for i, m in enumerate(messages)],
+        tuple([_message(m, f"{where}.messages[{i}]") for i, m in enumerate(messages)]),
         _context(f["context"], f"{where}.context"),
-        modes,
+        tuple(modes),
     )
 
 
@@ -719,7 +725,7 @@ def _state(v: object, where: str) -> SessionState:
         _uint(f["cursor_position"], f"{where}.cursor_position"),
         _uint(f["scroll_offset"], f"{where}.scroll_offset"),
         _opt_uuid(f["selected_message"], f"{where}.selected_message"),
-        [_uuid(u, f"{where}.expanded_messages[{i}]") for i, u in enumerate(expanded)],
+        tuple([_uuid(u, f"{where}.expanded_messages[{i}]") for i, u in enumerate(expanded)]),
         _str(f["active_panel"], f"{where}.active_panel"),
         {
             _str(k, f"{where}.panel_sizes key"): _f32(x, f"{where}.panel_sizes[{k!r}]")
@@ -769,26 +775,34 @@ def _session_metadata(v: object, where: str) -> SessionMetadata:
         file_size=_uint(f["file_size"], f"{where}.file_size"),
         compression_ratio=_f32(f["compression_ratio"], f"{where}.compression_ratio"),
         format_version=_uint(f["format_version"], f"{where}.format_version"),
-        checkpoints=[
-            _checkpoint_meta(c, f"{where}.checkpoints[{i}]") for i, c in enumerate(checkpoints)
-        ],
+        checkpoints=tuple(
+            [_checkpoint_meta(c, f"{where}.checkpoints[{i}]") for i, c in enumerate(checkpoints)]
+        ),
     )
 
 
 def _session_data(v: object) -> LegacySession:
     f = _SESSION_DATA.read(v, "SessionData")
     checksum = f["checksum"]
-    return LegacySession(
+    session = LegacySession(
         _session_metadata(f["metadata"], "metadata"),
         _conversation(f["conversation"], "conversation"),
         _state(f["state"], "state"),
         None if checksum is None else _uint(checksum, "checksum"),
     )
+    # The model's constructors do not check types: msgspec does, in C.
+    checked(session.metadata, SessionMetadata, "metadata")
+    checked(session.conversation, ConversationSnapshot, "conversation")
+    checked(session.state, SessionState, "state")
+    return session
 
 
 def _checkpoint_data(v: object) -> tuple[ConversationSnapshot, SessionState]:
     conv, state = _pair(v, "checkpoint (ConversationSnapshot, SessionState)")
-    return _conversation(conv, "conversation"), _state(state, "state")
+    out = _conversation(conv, "conversation"), _state(state, "state")
+    checked(out[0], ConversationSnapshot, "conversation")
+    checked(out[1], SessionState, "state")
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -46,42 +46,50 @@ from journal._compact import (
     replace_segments,
 )
 from journal._dictionary import read_dictionary_event
-from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
+from journal._events import SCHEMA_VERSION, EventType, blob_of, event_name, unpack_blob, upcast
 from journal._format import SegmentInfo
 from journal._log import Entry, Journal
-from journal._model import (
-    context_from_wire,
-    context_to_wire,
-    conversation_from_wire,
-    conversation_to_wire,
-    messages_from_wire,
-    messages_to_wire,
+from journal._model import ConversationContext, ConversationSnapshot, SessionState
+from journal._payloads import (
+    MESSAGES,
+    context_of,
+    conversation_of,
+    messages_of,
+    modes_of,
+    state_of,
 )
 from journal._redact import Redactor
 from journal._rewrite import write_segment_files
 from journal._segment import Record
+from journal._wire import ModeHistory, checked
 
 if TYPE_CHECKING:
     from journal._store import SessionStore
 
 __all__ = ["ScrubReport", "SecretFinding", "scan", "scrub"]
 
-# Event keys whose values are nested blobs or model wire forms, and how each
-# is turned into model objects (to be judged by the same rules as a save) and
-# back. Every other key's value is judged as it is (strings in maps and lists).
+# Event keys whose values are the model (of saves and checkpoints, any schema
+# version; decoded to model objects to be judged by the same rules as a save,
+# and written back in schema 4) or nested blobs of plain data.
 _Part = tuple[Callable[[Any], Any], Callable[[Any], Any]]
-
-
-def _as_is(value: Any) -> Any:
-    return value
-
-
-_CONTEXT: _Part = (context_from_wire, context_to_wire)
-_BLOBS: dict[str, _Part] = {
-    "msgs": (messages_from_wire, messages_to_wire),
-    "conv": (conversation_from_wire, conversation_to_wire),
-    "lines": (_as_is, _as_is),  # CodexLines: a rollout's other lines, as parsed JSON
+_MODEL_EVENTS = (EventType.SESSION_SAVED, EventType.CHECKPOINT_CREATED)
+_ENCODE: dict[str, Callable[[Any], bytes]] = {
+    "msgs": lambda v: blob_of(checked(v, MESSAGES, "messages")),
+    "conv": lambda v: blob_of(checked(v, ConversationSnapshot, "conversation")),
+    "cx": lambda v: checked(v, ConversationContext, "context"),
+    "mh": lambda v: checked(v, ModeHistory, "mode history"),
+    "st": lambda v: checked(v, SessionState, "state"),
 }
+
+
+def _model_part(j: Journal, rec: Record, ev: dict[str, Any], key: str) -> Any:
+    v = ev.get("v", 1)
+    what = f"seq {rec.seq} {key}"
+    if key == "msgs":
+        return messages_of(ev, what, j.dictionaries)
+    if key == "conv":
+        return conversation_of(v, ev["conv"], what)
+    return {"cx": context_of, "mh": modes_of, "st": state_of}[key](v, ev[key])
 
 
 @attrs.frozen
@@ -122,20 +130,19 @@ class ScrubReport:
         return d
 
 
-def _parts(j: Journal, rec: Record, ev: dict[str, Any]) -> Iterator[tuple[str, Any, _Part | None]]:
-    """``(key, value as the rules judge it, how to turn it back)`` for each part
-    of an event that may hold text."""
+def _parts(j: Journal, rec: Record, ev: dict[str, Any]) -> Iterator[tuple[str, Any, bool]]:
+    """``(key, value as the rules judge it, whether it is the model)`` for each
+    part of an event that may hold text."""
+    model = rec.event_type in _MODEL_EVENTS
     for key, value in ev.items():
         if key in ("v", "cid", "id", "base", "n"):
             continue
-        part = _BLOBS.get(key)
-        if part is not None and type(value) is bytes:
-            what = f"seq {rec.seq} {key}"
-            yield key, part[0](unpack_blob(value, what, j.dictionaries)), part
-        elif key == "cx" and type(value) is dict:
-            yield key, _CONTEXT[0](value), _CONTEXT
+        if model and key in _ENCODE:
+            yield key, _model_part(j, rec, ev, key), True
+        elif key == "lines" and type(value) is bytes:  # CodexLines: parsed JSON lines
+            yield key, unpack_blob(value, f"seq {rec.seq} {key}", j.dictionaries), False
         else:
-            yield key, value, None
+            yield key, value, False
 
 
 def _dictionary_kinds(r: Redactor, ev: dict[str, Any]) -> list[str]:
@@ -167,26 +174,32 @@ def scan(j: Journal, r: Redactor, *, until_seq: int | None = None) -> list[Secre
 
 def _clean(j: Journal, r: Redactor, rec: Record) -> Record | None:
     """``rec`` with its secrets replaced by markers (blobs written without a
-    dictionary), or ``None`` when it holds none."""
+    dictionary; a save or checkpoint of an older schema written as schema 4
+    whole), or ``None`` when it holds none."""
     ev = upcast(rec.event_type, j.decode(rec))
     out = dict(ev)
     changed = False
-    for key, value, part in _parts(j, rec, ev):
+    models: dict[str, Any] = {}
+    for key, value, is_model in _parts(j, rec, ev):
+        if is_model:
+            models[key] = value
         clean = r.redact(value)
         if clean is value:
             continue
         changed = True
-        if part is None:
-            out[key] = clean
-        elif key in _BLOBS:
-            out[key] = blob_of(msgpack.packb(part[1](clean), use_bin_type=True))
+        if is_model:
+            models[key] = clean
+        elif key == "lines":
+            out[key] = blob_of(msgpack.packb(clean, use_bin_type=True))
         else:
-            out[key] = part[1](clean)
+            out[key] = clean
     if not changed:
         return None
-    if type(out.get("msgs")) is bytes and out.get("v") == 3 and out["msgs"] is not ev["msgs"]:
-        out["v"] = 2 if "md" in out else 1  # no dictionary blob any more
-    compress = rec.event_type not in (EventType.SESSION_SAVED, EventType.CHECKPOINT_CREATED)
+    if models:
+        for key, value in models.items():
+            out[key] = _ENCODE[key](value)
+        out["v"] = SCHEMA_VERSION
+    compress = rec.event_type not in _MODEL_EVENTS
     codec, data = j._codec.encode(out, compress=compress)
     return attrs.evolve(rec, codec=codec, payload=data)
 

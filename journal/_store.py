@@ -45,7 +45,13 @@ from journal._errors import (
     SessionNotFound,
     SessionPurged,
 )
-from journal._events import EventType, blob_of, event_name, unpack_blob, upcast
+from journal._events import (
+    SCHEMA_VERSION,
+    EventType,
+    blob_of,
+    event_name,
+    upcast,
+)
 from journal._format import HEADER_SIZE
 from journal._graph import GRAPH_EVENTS, summarize_graph
 from journal._log import Entry, Journal, from_ns, to_ns
@@ -58,24 +64,19 @@ from journal._model import (
     OperatingMode,
     SessionMetadata,
     SessionState,
-    checkpoint_meta_to_wire,
-    context_from_wire,
-    context_to_wire,
-    conversation_from_wire,
-    conversation_to_wire,
-    datetime_from_wire,
-    datetime_to_wire,
-    messages_from_wire,
-    messages_to_wire,
-    metadata_from_wire,
-    metadata_to_wire,
-    mode_history_from_wire,
-    mode_history_to_wire,
-    state_from_wire,
-    state_to_wire,
 )
+from journal._payloads import MESSAGES, checkpoint_of, context_of, messages_of, modes_of, state_of
 from journal._redact import RedactionPolicy, Redactor, load_key
 from journal._segment import Record
+from journal._wire import (
+    ModeHistory,
+    checked,
+    checkpoint_meta_to_wire,
+    datetime_from_wire,
+    datetime_to_wire,
+    metadata_from_wire,
+    metadata_to_wire,
+)
 
 # Submodules, not the package: importing ``projections`` first must work too.
 from projections._base import gc_paused, unpack_all
@@ -335,26 +336,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _packb(obj: object, what: str) -> bytes:
-    """msgpack bytes, with data msgpack cannot carry (e.g. a set inside an
-    unknown item's verbatim data) reported as the caller's error."""
-    try:
-        data: bytes = msgpack.packb(obj, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidArgument(f"{what} cannot be encoded as msgpack: {exc}") from exc
-    return data
-
-
-def _blob(obj: object, what: str) -> bytes:
-    return blob_of(_packb(obj, what))
-
-
-def _with_blob(payload: dict[str, Any], blob: bytes) -> dict[str, Any]:
-    """``payload`` carrying ``blob`` as its messages (schema 3 for a dictionary blob)."""
-    payload["msgs"] = blob
-    if blob_reference(blob) is not None:
-        payload["v"] = 3
-    return payload
+def check_messages(messages: Sequence[MessageSnapshot], what: str = "messages") -> bytes:
+    """The schema-4 msgpack of ``messages``, each checked (InvalidArgument)."""
+    return checked(tuple(messages), MESSAGES, what)
 
 
 def full_save_payload(
@@ -362,29 +346,48 @@ def full_save_payload(
     conversation_id: UUID,
     messages: Sequence[MessageSnapshot],
     context: ConversationContext,
-    mode_history: tuple[tuple[OperatingMode, datetime], ...],
+    mode_history: ModeHistory,
     state: SessionState,
     actor: str | None = None,
     msgs: bytes | None = None,
 ) -> dict[str, Any]:
-    """The payload of a ``SessionSaved`` that carries the whole session (its
-    messages as the blob ``msgs`` when given)."""
+    """The schema-4 payload of a ``SessionSaved`` that carries the whole
+    session (its messages as the blob ``msgs`` when given). Raises
+    :class:`InvalidArgument` for a wrongly typed value, before anything is written."""
     if msgs is None:
-        msgs = _blob(messages_to_wire(messages), "messages")
+        msgs = blob_of(check_messages(messages))
     payload: dict[str, Any] = {
-        "v": 1,
+        "v": SCHEMA_VERSION,
         "meta": meta_wire,
         "cid": conversation_id.bytes,
         "base": 0,
         "n": len(messages),
         "msgs": msgs,
-        "cx": context_to_wire(context),
-        "mh": mode_history_to_wire(mode_history),
-        "st": state_to_wire(state),
+        "cx": checked(context, ConversationContext, "conversation.context"),
+        "mh": checked(mode_history, ModeHistory, "conversation.mode_history"),
+        "st": checked(state, SessionState, "state"),
     }
     if actor:
         payload["actor"] = actor
-    return _with_blob(payload, msgs)
+    return payload
+
+
+def checkpoint_payload(
+    meta: CheckpointMetadata, conversation: ConversationSnapshot, state: SessionState
+) -> dict[str, Any]:
+    """The schema-4 payload of a ``CheckpointCreated``."""
+    return {
+        "v": SCHEMA_VERSION,
+        "meta": checkpoint_meta_to_wire(checked_value(meta, CheckpointMetadata, "checkpoint")),
+        "conv": blob_of(checked(conversation, ConversationSnapshot, "conversation")),
+        "st": checked(state, SessionState, "state"),
+    }
+
+
+def checked_value(value: Any, typ: Any, what: str) -> Any:
+    """``value`` after :func:`journal._wire.checked` proved its types."""
+    checked(value, typ, what)
+    return value
 
 
 def delta_save_payload(
@@ -392,12 +395,18 @@ def delta_save_payload(
 ) -> dict[str, Any]:
     """The payload of a ``SessionSaved`` that adds ``added`` messages (the blob
     ``msgs``) after the first ``base`` and changes only the metadata keys in
-    ``meta_changes``: the schema-2 layout of :meth:`SessionStore._delta`,
+    ``meta_changes``: the ``md`` layout of :meth:`SessionStore._delta`,
     without context, mode history or state (unchanged)."""
-    payload: dict[str, Any] = {"v": 2, "md": meta_changes, "base": base, "n": base + added}
+    payload: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "md": meta_changes,
+        "base": base,
+        "n": base + added,
+        "msgs": msgs,
+    }
     if actor:
         payload["actor"] = actor
-    return _with_blob(payload, msgs)
+    return payload
 
 
 def _meta_changes(
@@ -417,11 +426,11 @@ def _meta_changes(
 def _delta_head(
     meta_wire: dict[str, Any], changes: dict[str, Any], conversation_id: UUID
 ) -> dict[str, Any]:
-    """How a delta save begins. Schema 2: only the metadata keys whose values
-    changed ("md"), which the session index merges into the map it holds, and
-    no conversation id (a delta's is always its base's). (Schema 1 carried the
+    """How a delta save begins: only the metadata keys whose values changed
+    ("md"), which the session index merges into the map it holds, and no
+    conversation id (a delta's is always its base's). (Schema 1 carried the
     whole map and the id; the tests write that layout by replacing this.)"""
-    return {"v": 2, "md": changes}
+    return {"v": SCHEMA_VERSION, "md": changes}
 
 
 def _turn_count(messages: Sequence[MessageSnapshot]) -> int | None:
@@ -736,9 +745,11 @@ class _Queries:
         # heap) again and again meanwhile (a third of a load otherwise).
         with gc_paused():
             messages: list[MessageSnapshot] = []
-            context = ConversationContext()
-            mode_history: tuple[tuple[OperatingMode, datetime], ...] = ()
-            state = SessionState()
+            # Context, mode history and state: only the newest of each is
+            # decoded (as (schema version, stored value)).
+            cx: tuple[int, Any] | None = None
+            mh: tuple[int, Any] | None = None
+            st: tuple[int, Any] | None = None
             cid: object = None
             for rec in records:
                 ev = upcast(rec.event_type, j.decode(rec))
@@ -750,25 +761,31 @@ class _Queries:
                     if cid is None:
                         cid = rec.session
                     continue
-                msgs = messages_from_wire(
-                    unpack_blob(ev["msgs"], f"seq {rec.seq} messages", j.dictionaries)
-                )
+                v = ev.get("v", 1)
+                msgs = messages_of(ev, f"seq {rec.seq} messages", j.dictionaries)
                 if ev.get("base", 0) == 0:
                     messages = list(msgs)
                 else:
                     messages.extend(msgs)
                 if "cx" in ev:
-                    context = context_from_wire(ev["cx"])
+                    cx = (v, ev["cx"])
                 if "mh" in ev:
-                    mode_history = mode_history_from_wire(ev["mh"])
+                    mh = (v, ev["mh"])
                 if "st" in ev:
-                    state = state_from_wire(ev["st"])
+                    st = (v, ev["st"])
                 if "cid" in ev:
                     cid = ev["cid"]
                     if type(cid) is not bytes or len(cid) != 16:
                         raise CorruptPayload(f"seq {rec.seq}: conversation id is not 16 bytes")
             assert isinstance(cid, bytes)
-            return _Base(seqs[-1], UUID(bytes=cid), tuple(messages), context, mode_history, state)
+            return _Base(
+                seqs[-1],
+                UUID(bytes=cid),
+                tuple(messages),
+                ConversationContext() if cx is None else context_of(*cx),
+                () if mh is None else modes_of(*mh),
+                SessionState() if st is None else state_of(*st),
+            )
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -791,8 +808,7 @@ class _Queries:
         seq = self._checkpoint_record(sid, cid)
         rec = self._journal.read(seq)
         ev = upcast(rec.event_type, self._journal.decode(rec))
-        conv = conversation_from_wire(unpack_blob(ev["conv"], f"seq {seq} checkpoint"))
-        return conv, state_from_wire(ev["st"])
+        return checkpoint_of(ev, f"seq {seq} checkpoint")
 
     def list_checkpoints(self, session_id: UUID | str) -> list[CheckpointMetadata]:
         """The session's live checkpoints, oldest first."""
@@ -940,8 +956,10 @@ class SessionStore(_Queries):
         root = os.path.expanduser(os.fspath(path) if path is not None else DEFAULT_ROOT)
         if not isinstance(max_chain, int) or max_chain < 1:
             raise InvalidArgument(f"max_chain must be a positive int, got {max_chain!r}")
-        if isinstance(full_ratio, bool) or not isinstance(full_ratio, int | float) or not (
-            0 < full_ratio < float("inf")
+        if (
+            isinstance(full_ratio, bool)
+            or not isinstance(full_ratio, int | float)
+            or not (0 < full_ratio < float("inf"))
         ):
             raise InvalidArgument(f"full_ratio must be a positive number, got {full_ratio!r}")
         if redact is not None and not isinstance(redact, RedactionPolicy):
@@ -1140,16 +1158,18 @@ class SessionStore(_Queries):
         r = self._redactor
         if r is None:
             return meta_wire, state, context
-        clean = r.screen(metadata, _packb(meta_wire, "metadata"))
+        clean = r.screen(metadata, msgpack.packb(meta_wire, use_bin_type=True))
         if clean is not metadata:
             meta_wire = metadata_to_wire(clean)
             meta_wire.pop("ck", None)
-        state = r.screen(state, _packb(state_to_wire(state), "state"))
+        state = r.screen(state, checked(state, SessionState, "state"))
         last = self._last_context
         if last is not None and last[0] is context:
             return meta_wire, state, last[1]
         cleaned = r.screen(
-            context, _packb(context_to_wire(context), "context"), context.environment_variables
+            context,
+            checked(context, ConversationContext, "conversation.context"),
+            context.environment_variables,
         )
         self._last_context = (context, cleaned)
         return meta_wire, state, cleaned
@@ -1162,22 +1182,25 @@ class SessionStore(_Queries):
         if r is None:
             return obj
         if isinstance(obj, ConversationSnapshot):
-            raw = _packb(conversation_to_wire(obj), "conversation")
+            raw = checked(obj, ConversationSnapshot, "conversation")
             return r.screen(obj, raw, obj.context.environment_variables)
         return r.redact(obj)
 
     def _tags(self, tags: Sequence[object], verb: str) -> list[str]:
         return [self._redact(t) for t in _tags(tags, verb)]
 
-    def _messages_raw(self, messages: Sequence[MessageSnapshot]) -> bytes:
-        """The msgpack of ``messages``, secrets redacted: the encoded bytes are
-        screened first, and only a candidate found makes the messages walked."""
-        raw = _packb(messages_to_wire(messages), "messages")
+    def _messages_raw(
+        self, messages: Sequence[MessageSnapshot], what: str = "messages"
+    ) -> bytes:
+        """The schema-4 msgpack of ``messages``, each checked, secrets redacted:
+        the encoded bytes are screened first, and only a candidate found makes
+        the messages walked."""
+        raw = check_messages(messages, what)
         r = self._redactor
         if r is not None and r.suspect(raw):
             clean = r.redact(tuple(messages))
             if any(a is not b for a, b in zip(clean, messages, strict=True)):
-                raw = _packb(messages_to_wire(clean), "messages")
+                raw = check_messages(clean, what)
         return raw
 
     def _messages_blob(self, messages: Sequence[MessageSnapshot]) -> bytes:
@@ -1188,14 +1211,14 @@ class SessionStore(_Queries):
 
     def _conversation_raw(self, conversation: ConversationSnapshot) -> bytes:
         """The msgpack of a whole conversation (a checkpoint's), secrets redacted."""
-        raw = _packb(conversation_to_wire(conversation), "conversation")
+        raw = checked(conversation, ConversationSnapshot, "conversation")
         r = self._redactor
         if r is not None and (
             r.suspect(raw) or r.redact(conversation.context) is not conversation.context
         ):
             clean = r.redact(conversation)
             if clean is not conversation:
-                raw = _packb(conversation_to_wire(clean), "conversation")
+                raw = checked(clean, ConversationSnapshot, "conversation")
         return raw
 
     # -- sessions -------------------------------------------------------------------------
@@ -1249,7 +1272,7 @@ class SessionStore(_Queries):
         if not isinstance(reuse_purged, bool):
             raise InvalidArgument(f"reuse_purged must be a bool, got {reuse_purged!r}")
         messages = conversation.messages
-        mine = metadata_to_wire(metadata)
+        mine = metadata_to_wire(checked_value(metadata, SessionMetadata, "metadata"))
         mine.pop("ck", None)
         # Secrets never reach the log (journal/_redact.py): the small objects
         # here, the messages as they are encoded (only the new ones). The
@@ -1288,7 +1311,7 @@ class SessionStore(_Queries):
             return m.meta, {k: m.meta[k] for k in m.changed}, audit | {"ch": list(m.changed)}
 
         def full(dictionary: Dictionary | None) -> Entry:
-            raw = self._messages_raw(messages)
+            raw = self._messages_raw(messages, "conversation.messages")
             sampled[:] = [raw]
             payload = full_save_payload(
                 meta_wire,
@@ -1347,7 +1370,7 @@ class SessionStore(_Queries):
                     )
                     sampled[:] = [raw]
             first = entry if entry is not None else full(dictionary)
-            used = first.payload["v"] == 3
+            used = blob_reference(first.payload["msgs"]) is not None
 
             def prepare() -> list[Entry] | None:
                 # Under the commit lock, caught up with every process. Only
@@ -1467,17 +1490,22 @@ class SessionStore(_Queries):
         payload = _delta_head(meta_wire, changes, conversation.id)
         if "ov" in audit:
             payload["ov"] = audit["ov"]
-        raw = self._messages_raw(conversation.messages[n_old:])
+        # Only the new messages are checked and encoded: a save costs O(new).
+        raw = self._messages_raw(
+            conversation.messages[n_old:], f"conversation.messages[{n_old}:]"
+        )
         payload |= {"base": n_old, "n": len(conversation.messages)}
-        _with_blob(payload, blob_of(raw, dictionary))
+        payload["msgs"] = blob_of(raw, dictionary)
         # Context, mode history and state are written only when they changed,
         # so a save's bytes follow what is new, not the session's size.
         if context != base.context:
-            payload["cx"] = context_to_wire(context)
+            payload["cx"] = checked(context, ConversationContext, "conversation.context")
         if conversation.mode_history != base.mode_history:
-            payload["mh"] = mode_history_to_wire(conversation.mode_history)
+            payload["mh"] = checked(
+                conversation.mode_history, ModeHistory, "conversation.mode_history"
+            )
         if state != base.state:
-            payload["st"] = state_to_wire(state)
+            payload["st"] = checked(state, SessionState, "state")
         if actor:
             payload["actor"] = actor
         return Entry(EventType.SESSION_SAVED, payload, sid, compress=False), raw
@@ -1717,10 +1745,10 @@ class SessionStore(_Queries):
         _check(conversation, ConversationSnapshot, "conversation")
         _check(state, SessionState, "state")
         payload = {
-            "v": 1,
-            "meta": checkpoint_meta_to_wire(meta),
+            "v": SCHEMA_VERSION,
+            "meta": checkpoint_meta_to_wire(checked_value(meta, CheckpointMetadata, "checkpoint")),
             "conv": blob_of(self._conversation_raw(conversation)),
-            "st": state_to_wire(self._redact(state)),
+            "st": checked(self._redact(state), SessionState, "state"),
         }
         self._edit(sid, [Entry(EventType.CHECKPOINT_CREATED, payload, sid, compress=False), *extra])
 

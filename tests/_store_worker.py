@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import attrs
+from msgspec.structs import replace
 
 from journal import (
     CheckpointMetadata,
@@ -56,6 +57,8 @@ class QuickTrainer(Trainer):
             base, sources = self._base, frozenset(self._sources)
             data = b"".join(self._samples)[-2048:]
         return base, data, sources
+
+
 _NS = uuid5(NAMESPACE_URL, "https://agcx.test/store")
 
 
@@ -123,7 +126,7 @@ class OracleSession:
 
 def comparable(meta: SessionMetadata) -> SessionMetadata:
     """``meta`` without the fields the store derives itself (sizes, checkpoints)."""
-    return attrs.evolve(meta, file_size=0, compression_ratio=1.0, checkpoints=())
+    return replace(meta, file_size=0, compression_ratio=1.0, checkpoints=())
 
 
 class Oracle:
@@ -142,7 +145,7 @@ class Oracle:
         # The store derives the counts from the messages (turns: the distinct
         # turn indexes, unless every one is 0).
         turns = {m.turn_index for m in conv.messages}
-        meta = attrs.evolve(
+        meta = replace(
             meta,
             message_count=len(conv.messages),
             turn_count=meta.turn_count if turns <= {0} else len(turns),
@@ -158,7 +161,7 @@ class Oracle:
     def _edit(self, sid: UUID, **changes: object) -> None:
         s = self.sessions.get(sid)
         if s is not None:
-            s.meta = attrs.evolve(s.meta, **changes)
+            s.meta = replace(s.meta, **changes)
 
     def change_tags(self, sid: UUID, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         s = self.sessions.get(sid)

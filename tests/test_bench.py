@@ -68,7 +68,7 @@ def test_driver_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert set(tiny) == {"agcx", "sqlite-full", "jsonl-fsync"}
     for g in tiny.values():
         assert g["sessions"] == 30 and g["peak_rss"] >= g["baseline_rss"] > 0
-    assert len(res["targets"]) == 15
+    assert len(res["targets"]) == 18
     assert all(t["ok"] in (True, False) for t in res["targets"])
     m = res["machine"]
     assert m["fsync_append_s"]["p50"] > 0 and m["zstd3_compress_mb_per_s"] > 0

@@ -35,11 +35,10 @@ from journal._model import (
     ConversationContext,
     SessionMetadata,
     SessionState,
-    messages_to_wire,
-    metadata_to_wire,
 )
 from journal._segment import Record
-from journal._store import full_save_payload
+from journal._store import check_messages, full_save_payload
+from journal._wire import metadata_to_wire
 from tests._store_worker import QuickTrainer
 from tests.test_compact import History, _all_bytes_under, _apply, _decompressed, _ops, answers
 from tools._bench_agcx import AgcxPeer, to_snapshot
@@ -95,10 +94,10 @@ def test_a_dictionary_is_trained_once_a_megabyte_of_messages_is_saved_and_later_
     before = [(r, e) for r, e in saves(j) if r.seq < rec.seq]
     after = [(r, e) for r, e in saves(j) if r.seq > rec.seq]
     assert {r.session for r, _ in before} >= sources
-    assert all(blob_dictionary(e) is None and e["v"] < 3 for _, e in before)
+    assert all(blob_dictionary(e) is None for _, e in before)
     sampled = sum(len(unpack_raw(j, e)) for _, e in before if len(unpack_raw(j, e)) <= 64 << 10)
     assert TRAIN_BYTES <= sampled < TRAIN_BYTES + (64 << 10)
-    assert after and all(blob_dictionary(e) == rec.seq and e["v"] == 3 for _, e in after)
+    assert after and all(blob_dictionary(e) == rec.seq for _, e in after)
     assert_loads_as_saved(peer)
     peer.close()
 
@@ -182,7 +181,7 @@ def test_a_blob_encoded_with_a_dictionary_whose_segment_was_sealed_before_the_co
     for op in MORE.iter_saves():
         peer.save(op)
     later = [e for r, e in saves(j) if r.seq > seq0]
-    assert later and all(blob_dictionary(e) is None and e["v"] < 3 for e in later)
+    assert later and all(blob_dictionary(e) is None for e in later)
     for sid in MORE.session_ids:
         assert peer.load(sid) == MORE.messages_of(sid)
     peer.close()
@@ -232,7 +231,7 @@ def test_compaction_keeps_a_dictionary_that_a_record_after_the_cut_needs(root: P
     # check (the segment was full) refers back to the sealed segment.
     sid = UUID(MORE.session_ids[0])
     msgs = [to_snapshot(m, 1) for m in MORE.messages_of(str(sid))]
-    packed = d.pack(msgpack.packb(messages_to_wire(msgs), use_bin_type=True))
+    packed = d.pack(check_messages(msgs))
     assert packed is not None
     payload = full_save_payload(
         meta_wire_of(sid), sid, msgs, ConversationContext(), (), SessionState(), None, packed
@@ -350,7 +349,6 @@ def test_verify_reports_a_blob_whose_dictionary_is_not_in_the_journal(root: Path
         meta_wire_of(sid), sid, [], ConversationContext(), (), SessionState()
     )
     payload["msgs"] = blob_of(msgpack.packb(["text " * 50], use_bin_type=True), d)
-    payload["v"] = 3
     with Journal.open(root, durability="none") as j:
         for _ in range(8):
             j.append(EventType.TAGS_CHANGED, {"v": 1, "add": ["x"]})

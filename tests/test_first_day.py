@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from journal import (
     ConversationSnapshot,
@@ -58,7 +58,7 @@ class Agent:
 
     def turn(self, **changes: Any) -> int:
         self.n += 2
-        self.meta = attrs.evolve(self.meta, **changes)
+        self.meta = replace(self.meta, **changes)
         conv = conversation(self.sid, keys(self.sid, self.n))
         return self.store.save_session(self.sid, self.meta, conv, SessionState())
 
@@ -196,12 +196,12 @@ def test_a_merge_keeps_each_field_of_whoever_changed_it(
 def test_message_count_and_turn_count_are_the_conversations(store: SessionStore) -> None:
     sid = uuid4()
     conv = conversation(sid, keys(sid, 120))  # turn indexes 0..119
-    stale = attrs.evolve(metadata(sid, "t"), message_count=4, turn_count=2)
+    stale = replace(metadata(sid, "t"), message_count=4, turn_count=2)
     store.save_session(sid, stale, conv, SessionState())
     got = store.get_metadata(sid)
     assert (got.message_count, got.turn_count) == (120, 120)
     one = ConversationSnapshot(sid, [message("only")])  # turn index 0: says nothing
-    wrong = attrs.evolve(metadata(sid, "t"), message_count=99, turn_count=7)
+    wrong = replace(metadata(sid, "t"), message_count=99, turn_count=7)
     store.save_session(sid, wrong, one, SessionState())
     assert (store.get_metadata(sid).message_count, store.get_metadata(sid).turn_count) == (1, 7)
     assert [m.message_count for m in store.list_sessions()] == [1]
@@ -619,11 +619,11 @@ def test_a_legacy_session_with_its_own_conversation_id_saves_back_with_it(
     conv = conversation(cid, ["old"])
     store._append([session_saved_entry(metadata(sid, "imported"), conv, SessionState())])
     meta, loaded, state = store.load_session(sid)
-    longer = attrs.evolve(loaded, messages=(*loaded.messages, message("new", 1)))
+    longer = replace(loaded, messages=(*loaded.messages, message("new", 1)))
     store.save_session(sid, meta, longer, state)  # its own id: taken
     assert store.load_session(sid)[1] == longer
     with pytest.raises(InvalidArgument, match="does not match session id"):
-        store.save_session(sid, meta, attrs.evolve(longer, id=uuid4()), state)
+        store.save_session(sid, meta, replace(longer, id=uuid4()), state)
 
 
 def test_an_append_cannot_bring_a_purged_session_back_either(store: SessionStore) -> None:

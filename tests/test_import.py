@@ -21,6 +21,7 @@ from uuid import UUID
 
 import attrs
 import pytest
+from msgspec.structs import replace
 
 from journal import (
     CheckpointMetadata,
@@ -110,12 +111,12 @@ class Session:
 
 def strip(m: SessionMetadata) -> SessionMetadata:
     """Metadata without the fields the store derives (file size, ratio, checkpoint list)."""
-    return attrs.evolve(m, file_size=0, compression_ratio=1.0, checkpoints=())
+    return replace(m, file_size=0, compression_ratio=1.0, checkpoints=())
 
 
 def variant(sid: UUID, title: str, **changes: Any) -> tuple[SessionMetadata, ConversationSnapshot]:
-    meta = attrs.evolve(rich_metadata(), id=sid, title=title, **changes)
-    return meta, attrs.evolve(rich_conversation(), id=sid)
+    meta = replace(rich_metadata(), id=sid, title=title, **changes)
+    return meta, replace(rich_conversation(), id=sid)
 
 
 def write(
@@ -135,9 +136,9 @@ def history_fixture(root: Path) -> list[Session]:
     # A: every response item, content and summary variant, all optionals present;
     # two checkpoints the metadata lists and one it does not (mtime fallback).
     meta = rich_metadata()
-    c1 = Ckpt(meta.checkpoints[0], attrs.evolve(conv, messages=conv.messages[:3]), SessionState())
-    c2 = Ckpt(meta.checkpoints[1], attrs.evolve(conv, messages=conv.messages[:7]), rich_state())
-    c3_conv = attrs.evolve(conv, messages=conv.messages[:5])
+    c1 = Ckpt(meta.checkpoints[0], replace(conv, messages=conv.messages[:3]), SessionState())
+    c2 = Ckpt(meta.checkpoints[1], replace(conv, messages=conv.messages[:7]), rich_state())
+    c3_conv = replace(conv, messages=conv.messages[:5])
     mtime = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
     c3 = Ckpt(CheckpointMetadata(CID3, "", mtime, 5, None), c3_conv, rich_state())
     a = Session(meta, conv, rich_state(), (c1, c2, c3))
@@ -158,7 +159,7 @@ def history_fixture(root: Path) -> list[Session]:
         meta_c,
         conv_c,
         rich_state(),
-        (Ckpt(cm, attrs.evolve(conv_c, messages=conv_c.messages[:2]), rich_state()),),
+        (Ckpt(cm, replace(conv_c, messages=conv_c.messages[:2]), rich_state()),),
     )
     write(root, c, W.LegacyWriter(as_map=True, timestamp=W.rfc3339_nanos(999)))
     out.append(c)
@@ -360,9 +361,9 @@ def test_event_payloads_are_the_ones_the_store_itself_writes(tmp_path: Path) -> 
     meta, conv, state = rich_metadata(), rich_conversation(), rich_state()
     # As the store writes them: the session's own conversation id and the
     # counts of its messages (an import keeps a legacy file's as they are).
-    conv = attrs.evolve(conv, id=SID)
+    conv = replace(conv, id=SID)
     turns = len({m.turn_index for m in conv.messages})
-    meta = attrs.evolve(meta, message_count=len(conv.messages), turn_count=turns)
+    meta = replace(meta, message_count=len(conv.messages), turn_count=turns)
     with SessionStore.open(tmp_path / "j") as s:
         s.save_session(SID, meta, conv, state, actor="agcx import")
         cm = s.create_checkpoint(SID, CID1, conv, state, name="n", description="d")
@@ -465,7 +466,7 @@ def test_two_checkpoints_with_identical_bytes_are_both_imported(
     legacy: Path, store: SessionStore
 ) -> None:
     # Two checkpoints taken with nothing new in between have the same file bytes.
-    meta = attrs.evolve(rich_metadata(), checkpoints=())
+    meta = replace(rich_metadata(), checkpoints=())
     conv = rich_conversation()
     write(legacy, Session(meta, conv, rich_state()))
     a = W.write_checkpoint_file(legacy, SID, CID1, conv, rich_state())
@@ -502,7 +503,7 @@ def test_a_session_changed_in_agcx_is_skipped_never_overwritten(
     s = Session(rich_metadata(), rich_conversation(), rich_state())
     write(legacy, s)
     W.write_checkpoint_file(legacy, SID, CID1, rich_conversation(), SessionState())
-    newer = attrs.evolve(
+    newer = replace(
         rich_conversation(),
         messages=(
             *rich_conversation().messages,
@@ -528,7 +529,7 @@ def test_a_session_changed_in_agcx_is_skipped_never_overwritten(
 def test_a_checkpoint_id_the_journal_holds_with_other_content_is_skipped(
     legacy: Path, store: SessionStore
 ) -> None:
-    s = Session(attrs.evolve(rich_metadata(), checkpoints=()), rich_conversation(), rich_state())
+    s = Session(replace(rich_metadata(), checkpoints=()), rich_conversation(), rich_state())
     write(legacy, s)
     W.write_checkpoint_file(legacy, SID, CID1, rich_conversation(), SessionState())
     store.import_legacy(legacy)  # imports both
@@ -659,9 +660,7 @@ def test_a_record_too_large_for_the_journal_fails_only_its_file(tmp_path: Path) 
     legacy = tmp_path / "legacy"
     big = base64.b64encode(os.urandom(48_000)).decode()
     meta, conv, state = minimal()
-    huge = attrs.evolve(
-        conv, messages=[MessageSnapshot(Message("user", [InputText(big)]), T_WHOLE, 0)]
-    )
+    huge = replace(conv, messages=[MessageSnapshot(Message("user", [InputText(big)]), T_WHOLE, 0)])
     write(legacy, Session(meta, huge, state))
     small = [
         Session(
@@ -865,8 +864,8 @@ def test_several_hundred_sessions_import_quickly_with_progress(
             )
             for k in range(20)
         ]
-        meta = attrs.evolve(rich_metadata(), id=sid, title=f"session {i}", checkpoints=())
-        conv = attrs.evolve(base, id=sid, messages=[*base.messages, *msgs])
+        meta = replace(rich_metadata(), id=sid, title=f"session {i}", checkpoints=())
+        conv = replace(base, id=sid, messages=[*base.messages, *msgs])
         W.write_session_file(legacy, meta, conv, rich_state(), writer=writer)
         if i % 10 == 0:
             W.write_checkpoint_file(

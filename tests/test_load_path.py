@@ -25,6 +25,7 @@ import attrs
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 import journal._store
 from journal import (
@@ -36,7 +37,7 @@ from journal import (
 )
 from journal._errors import CorruptPayload
 from journal._events import SCHEMA_VERSION, EventType, upcast
-from journal._model import metadata_to_wire
+from journal._wire import metadata_to_wire
 from tests._store_worker import T0, conversation
 from tests.test_point_in_time import OPS, Driver, Op, answers
 from tools._verify import verify
@@ -59,7 +60,7 @@ def metadata(sid: UUID, title: str, **fields: Any) -> journal.SessionMetadata:
 
 def sans_size(m: journal.SessionMetadata) -> journal.SessionMetadata:
     """The metadata without the stored sizes (which compaction changes)."""
-    return attrs.evolve(m, file_size=0, compression_ratio=1.0)
+    return replace(m, file_size=0, compression_ratio=1.0)
 
 
 def open_store(path: Path, **opts: Any) -> SessionStore:
@@ -169,13 +170,13 @@ def test_a_delta_save_carries_only_the_metadata_keys_that_changed(root: Path) ->
         # meanwhile stays); fv it set as it already is.
         s.save_session(sid, meta, conversation(cid, keys), journal.SessionState())
         full, d1, d2 = saved_events(s.journal)
-        assert full["v"] == 1 and "md" not in full and full["cid"] == cid.bytes
+        assert full["v"] == SCHEMA_VERSION and "md" not in full and full["cid"] == cid.bytes
         first = metadata_to_wire(
             metadata(sid, "title", tags=["a"], message_count=2, turn_count=2)
         )
         assert full["meta"] == {k: v for k, v in first.items() if k != "ck"}
         for d in (d1, d2):
-            assert d["v"] == 2 and "meta" not in d and "cid" not in d and d["base"] > 0
+            assert d["v"] == SCHEMA_VERSION and "meta" not in d and "cid" not in d and d["base"] > 0
         # The counts are the conversation's (turn indexes 0..n-1), not the caller's.
         assert d1["md"] == {"mc": 4, "tc": 4}
         assert d2["md"] == {"mc": 6, "tc": 6}
@@ -232,7 +233,7 @@ def test_compaction_folds_changed_keys_into_one_whole_map(root: Path) -> None:
         assert report.records_after < report.records_before
         assert answers(s)[0] == before
         folded = [e for e in saved_events(s.journal) if e["base"] == 0]
-        assert len(folded) == 3 and all("meta" in e and e["v"] == 1 for e in folded)
+        assert len(folded) == 3 and all("meta" in e and e["v"] == SCHEMA_VERSION for e in folded)
     with open_store(root, **opts) as s:
         assert answers(s)[0] == before
         assert {sid: sans_size(s.get_metadata(sid)) for sid in sids} == metas

@@ -21,8 +21,8 @@ from typing import Any
 from uuid import UUID
 
 from journal import EventType, Journal, SessionState, SessionStore
-from journal._events import blob_dictionary, unpack_blob
-from journal._model import messages_from_wire
+from journal._events import blob_dictionary
+from journal._payloads import messages_of
 from tests._store_worker import conversation, key_of, metadata, uid
 from tests.conftest import PYTHON, ROOT, child_env
 from tools._verify import verify
@@ -239,8 +239,7 @@ def assert_no_delta_on_a_stale_base(root: Path, ops: Log) -> int:
             ev = j.decode(rec)
             keys = keys_at[rec.seq]
             assert ev["n"] == len(keys)
-            blob = unpack_blob(ev["msgs"], "messages", j.dictionaries)
-            new = [key_of(m) for m in messages_from_wire(blob)]
+            new = [key_of(m) for m in messages_of(ev, "messages", j.dictionaries)]
             if ev["base"]:
                 deltas += 1
                 prev = last.get(rec.session)

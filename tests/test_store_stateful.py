@@ -15,7 +15,6 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-import attrs
 import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
@@ -29,6 +28,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from msgspec.structs import replace
 
 from journal import (
     CheckpointNotFound,
@@ -194,16 +194,16 @@ class SessionStoreMachine(RuleBasedStateMachine):
             meta, state = data.draw(session_metadata(sid)), SessionState()
         else:
             new: list[MessageSnapshot] = data.draw(MESSAGES)
-            conv = attrs.evolve(cur.conversation, messages=(*cur.conversation.messages, *new))
+            conv = replace(cur.conversation, messages=(*cur.conversation.messages, *new))
             if data.draw(st.booleans()):
-                conv = attrs.evolve(conv, context=data.draw(CONTEXTS))
+                conv = replace(conv, context=data.draw(CONTEXTS))
             if data.draw(st.booleans()):
-                conv = attrs.evolve(
+                conv = replace(
                     conv,
                     mode_history=(*conv.mode_history, (data.draw(MODES), NOW)),
                 )
             state = data.draw(STATES) if data.draw(st.booleans()) else cur.state
-            meta = attrs.evolve(
+            meta = replace(
                 cur.meta,
                 title=data.draw(st.sampled_from([cur.meta.title, "renamed by save"])),
                 message_count=data.draw(st.sampled_from([0, len(conv.messages)])),
@@ -217,11 +217,11 @@ class SessionStoreMachine(RuleBasedStateMachine):
         how = data.draw(st.sampled_from(["truncate", "replace", "new id"]))
         if how == "truncate":
             keep = data.draw(st.integers(0, max(0, len(old.messages) - 1)))
-            conv = attrs.evolve(old, messages=(*old.messages[:keep], *data.draw(MESSAGES)))
+            conv = replace(old, messages=(*old.messages[:keep], *data.draw(MESSAGES)))
         elif how == "replace":
-            conv = attrs.evolve(old, messages=data.draw(MESSAGES))
+            conv = replace(old, messages=data.draw(MESSAGES))
         else:  # same messages, another conversation id: refused
-            conv = attrs.evolve(old, id=uuid4())
+            conv = replace(old, id=uuid4())
         meta = cur.meta if cur else data.draw(session_metadata(sid))
         if conv.id != sid:
             self.refused(InvalidArgument, self.s.save_session, sid, meta, conv, SessionState())

@@ -122,13 +122,15 @@ def history_table(entries: Sequence[HistoryEntry], title: str | None = None) -> 
 # -- conversations ------------------------------------------------------------------------
 
 
-def _text_of(content: Sequence[Any]) -> str:
+def _text_of(content: Sequence[Any] | str) -> str:
+    if isinstance(content, str):  # an input message's plain-string content
+        return content
     parts = []
     for c in content:
         if isinstance(c, InputText | OutputText):
             parts.append(c.text)
         elif isinstance(c, InputImage):
-            parts.append(f"[image {c.image_url[:60]}]")
+            parts.append(f"[image {(c.image_url or c.file_id or '')[:60]}]")
         else:
             parts.append(f"[{type(c).__name__}]")
     return "\n".join(parts)
@@ -166,8 +168,10 @@ def _clip(text: str, full: bool) -> str:
     )
 
 
-def _tool_output(output: str) -> str:
+def _tool_output(output: str | Sequence[Any]) -> str:
     """A function call output's text (the common {"output": ...} wrapper unwrapped)."""
+    if not isinstance(output, str):  # content items
+        return _text_of(output)
     try:
         data = json.loads(output)
     except ValueError:

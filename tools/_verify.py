@@ -27,7 +27,7 @@ import attrs
 from journal import CorruptJournal, JournalError, RecordNotFound
 from journal._codec import Codec
 from journal._dictionary import DictionaryCache
-from journal._events import EventType, event_name, unpack_blob, upcast
+from journal._events import EventType, event_name, upcast
 from journal._format import (
     HEADER_SIZE,
     MAGIC,
@@ -37,15 +37,10 @@ from journal._format import (
     unpack_header,
 )
 from journal._graph import GRAPH_EVENTS, decode_graph_event
-from journal._model import (
-    checkpoint_meta_from_wire,
-    conversation_from_wire,
-    messages_from_wire,
-    metadata_from_wire,
-    state_from_wire,
-)
+from journal._payloads import checkpoint_of, context_of, messages_of, modes_of, state_of
 from journal._recover import Damage, read_manifest, read_segment, scan_damaged, segment_files
 from journal._segment import Record
+from journal._wire import checkpoint_meta_from_wire, metadata_from_wire
 
 __all__ = ["Problem", "VerifyReport", "verify"]
 
@@ -118,7 +113,8 @@ class _Verifier:
         # Dictionaries seen so far: a blob may refer only to an earlier one.
         self.dictionary_records: dict[int, Record] = {}
         self.dictionaries = DictionaryCache(
-            self._dictionary_record, lambda r: self.codec.decode(r.codec, r.payload),
+            self._dictionary_record,
+            lambda r: self.codec.decode(r.codec, r.payload),
             EventType.DICTIONARY_TRAINED,
         )
 
@@ -310,13 +306,14 @@ class _Verifier:
                     metadata_from_wire(ev["meta"])
                 elif type(ev["md"]) is not dict:  # the metadata keys that changed (schema 2)
                     raise TypeError("metadata changes ('md') are not a map")
-                messages_from_wire(
-                    unpack_blob(ev["msgs"], f"seq {seq} messages", self.dictionaries)
-                )
+                messages_of(ev, f"seq {seq} messages", self.dictionaries)
+                v = ev.get("v", 1)
+                for key, decode in (("cx", context_of), ("mh", modes_of), ("st", state_of)):
+                    if key in ev:
+                        decode(v, ev[key])
             elif etype == EventType.CHECKPOINT_CREATED:
                 checkpoint_meta_from_wire(ev["meta"])
-                conversation_from_wire(unpack_blob(ev["conv"], f"seq {seq} checkpoint"))
-                state_from_wire(ev["st"])
+                checkpoint_of(ev, f"seq {seq} checkpoint")
             elif etype in GRAPH_EVENTS:
                 decode_graph_event(etype, ev)
             elif etype == EventType.DICTIONARY_TRAINED:
