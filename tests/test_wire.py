@@ -195,7 +195,8 @@ def test_a_wrong_type_in_a_delta_is_refused_naming_class_and_field_and_nothing_i
         s.save_session(SID, meta, ConversationSnapshot(SID, msgs), SessionState())
         last = s.journal.last_seq
         bad = MessageSnapshot(Message("user", [InputText(b"bytes")]), T0, 3)  # type: ignore[arg-type]
-        with pytest.raises(InvalidArgument, match=r"InputText\.text at .*\[0\]\.item\.content\[0\]"):
+        where = r"InputText\.text at .*\[0\]\.item\.content\[0\]"
+        with pytest.raises(InvalidArgument, match=where):
             s.save_session(SID, meta, ConversationSnapshot(SID, [*msgs, bad]), SessionState())
         assert s.journal.last_seq == last
         assert s.load_session(SID)[1].messages == tuple(msgs)
