@@ -27,7 +27,7 @@ _SESSION_DELETED = int(EventType.SESSION_DELETED)
 _SESSION_PURGED = int(EventType.SESSION_PURGED)
 _GONE = frozenset({_SESSION_DELETED, _SESSION_PURGED})
 
-# Keys of the metadata wire map (journal._model.metadata_to_wire) this fold edits.
+# Keys of the metadata wire map (journal._wire.metadata_to_wire) this fold edits.
 _TITLE, _TAGS, _FAV, _ACCESSED = "ti", "tg", "fv", "la"
 
 
