@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -48,7 +48,7 @@ from journal._model import (
     MessageSnapshot,
     SessionState,
 )
-from journal._wire import ModeHistory
+from journal._wire import ModeHistory, _dt, _malformed
 
 __all__ = [
     "context_from_wire",
@@ -59,16 +59,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _INDEX = re.compile(r"`\$\[(\d+)\]")
 _ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
-
-
-def _dt(n: object) -> datetime:
-    if type(n) is not int:
-        raise CorruptPayload(f"expected a timestamp (int microseconds), got {type(n).__name__}")
-    return _EPOCH + _MICROSECOND * n
 
 
 def _list(v: object) -> list[Any]:
@@ -211,11 +203,6 @@ def _convert(value: object, typ: type[_T] | Any) -> _T:
     # msgspec checks every field's type in C; a model normaliser may refuse too.
     out: _T = msgspec.convert(value, typ)
     return out
-
-
-def _malformed(what: str, exc: Exception) -> CorruptPayload:
-    detail = f"missing key {exc}" if type(exc) is KeyError else str(exc)
-    return CorruptPayload(f"malformed {what} payload: {detail}")
 
 
 _GUARDED = (CorruptPayload, msgspec.ValidationError, InvalidArgument, *_ERRORS)
