@@ -83,6 +83,8 @@ __all__ = [
 
 U64 = Annotated[int, msgspec.Meta(ge=0)]
 """An int in [0, 2**64): the seed's ``usize``/``u64`` (msgpack holds no more)."""
+Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A timezone-aware datetime (msgspec refuses a naive one)."""
 Verbatim = dict[str, Any] | list[Any]
 """Unknown data: the JSON object it arrived as, or a legacy msgpack array."""
 
@@ -410,17 +412,18 @@ class MessageMetadata(_Value, frozen=True, omit_defaults=True):
 
 
 class MessageSnapshot(_Value, frozen=True, omit_defaults=True):
-    """One message of a conversation as saved: the item, when, in which turn."""
+    """One message of a conversation as saved: the item, when, in which turn.
+
+    The hot class of every load has no normalising hook: ``timestamp`` is
+    kept as given (an aware datetime in any zone compares equal to its UTC
+    form, and is stored and read back in UTC); a naive one is refused by the
+    save.
+    """
 
     item: ResponseItem
-    timestamp: datetime
+    timestamp: Aware
     turn_index: U64
     metadata: MessageMetadata = msgspec.field(default_factory=MessageMetadata)
-
-    def __post_init__(self) -> None:
-        ts = self.timestamp
-        if type(ts) is not datetime or ts.tzinfo is not UTC:
-            _set(self, "timestamp", _utc(self, "timestamp", ts))
 
 
 # -- conversation, state, metadata --------------------------------------------------------
