@@ -180,8 +180,12 @@ def _mode(owner: object, field: str, value: Any) -> OperatingMode:
         ) from None
 
 
-class _Value(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Base of every model class: frozen, fields at their default left out of records."""
+class _Value(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """Base of every model class: frozen, fields at their default left out of
+    records, and not tracked by the cyclic GC (``gc=False``, inherited): a value
+    cannot refer back to itself, so a history of millions of messages costs the
+    collector nothing to scan (only verbatim unknown data, a dict or list, is
+    tracked, as any container)."""
 
 
 class _Tagged(_Value, frozen=True, omit_defaults=True, tag_field="type"):
