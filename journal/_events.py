@@ -156,7 +156,7 @@ _DICT_BLOB = bytes([DICT_BLOB])
 
 
 def pack_blob(obj: Any) -> bytes:
-    """msgpack ``obj`` into a nested blob (see :func:`blob_of`)."""
+    """msgpack ``obj`` (plain data, not the model) into a nested blob (see :func:`blob_of`)."""
     return blob_of(msgpack.packb(obj, use_bin_type=True))
 
 

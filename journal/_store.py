@@ -76,6 +76,7 @@ from journal._wire import (
     datetime_to_wire,
     metadata_from_wire,
     metadata_to_wire,
+    validated,
 )
 
 # Submodules, not the package: importing ``projections`` first must work too.
@@ -378,16 +379,12 @@ def checkpoint_payload(
     """The schema-4 payload of a ``CheckpointCreated``."""
     return {
         "v": SCHEMA_VERSION,
-        "meta": checkpoint_meta_to_wire(checked_value(meta, CheckpointMetadata, "checkpoint")),
+        "meta": checkpoint_meta_to_wire(validated(meta, CheckpointMetadata, "checkpoint")),
         "conv": blob_of(checked(conversation, ConversationSnapshot, "conversation")),
         "st": checked(state, SessionState, "state"),
     }
 
 
-def checked_value(value: Any, typ: Any, what: str) -> Any:
-    """``value`` after :func:`journal._wire.checked` proved its types."""
-    checked(value, typ, what)
-    return value
 
 
 def delta_save_payload(
@@ -1272,7 +1269,7 @@ class SessionStore(_Queries):
         if not isinstance(reuse_purged, bool):
             raise InvalidArgument(f"reuse_purged must be a bool, got {reuse_purged!r}")
         messages = conversation.messages
-        mine = metadata_to_wire(checked_value(metadata, SessionMetadata, "metadata"))
+        mine = metadata_to_wire(validated(metadata, SessionMetadata, "metadata"))
         mine.pop("ck", None)
         # Secrets never reach the log (journal/_redact.py): the small objects
         # here, the messages as they are encoded (only the new ones). The
@@ -1746,7 +1743,7 @@ class SessionStore(_Queries):
         _check(state, SessionState, "state")
         payload = {
             "v": SCHEMA_VERSION,
-            "meta": checkpoint_meta_to_wire(checked_value(meta, CheckpointMetadata, "checkpoint")),
+            "meta": checkpoint_meta_to_wire(validated(meta, CheckpointMetadata, "checkpoint")),
             "conv": blob_of(self._conversation_raw(conversation)),
             "st": checked(self._redact(state), SessionState, "state"),
         }

@@ -46,6 +46,7 @@ __all__ = [
     "encode",
     "metadata_from_wire",
     "metadata_to_wire",
+    "validated",
 ]
 
 _T = TypeVar("_T")
@@ -107,31 +108,42 @@ def checked(value: object, typ: type[_T] | Any, what: str) -> bytes:
     return data
 
 
+def validated(value: _T, typ: type[_T] | Any, what: str) -> _T:
+    """``value`` as msgspec decodes it after encoding it: checked as
+    :func:`checked` does, and normalised (a UUID or datetime given as text
+    becomes one), for code that reads its fields."""
+    data = encode(value, what)
+    try:
+        out: _T = _decoder(typ).decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(_explain(value, str(exc), what)) from None
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+    return out
+
+
 _STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
 
 
 def _explain(value: object, message: str, what: str) -> str:
-    """msgspec's ``Expected X, got Y - at `$.a[0].b``` with the class and field named."""
+    """msgspec's ``Expected X, got Y - at `$.a[0].b``` with the class and field
+    named: the last attribute on the way, and the object it belongs to."""
     text, _, path = message.rpartition(" - at `")
     if not text:
         return f"{what}: {message}"
     path = path.rstrip("`")
-    owner: Any = value
     node: Any = value
-    field = ""
+    name = ""
     for m in _STEP.finditer(path):
-        owner = node
         try:
             if m.group(1) is not None:
-                field = m.group(1)
-                node = getattr(node, field)
+                name = f"{type(node).__name__}.{m.group(1)}"
+                node = getattr(node, m.group(1))
             else:
-                field = f"[{m.group(2)}]"
                 node = node[int(m.group(2))]
         except (AttributeError, IndexError, KeyError, TypeError):
             break
     where = what + path[1:]
-    name = f"{type(owner).__name__}.{field}" if field and not field.startswith("[") else ""
     return f"{name} at {where}: {text}" if name else f"{where}: {text}"
 
 

@@ -685,10 +685,18 @@ def test_a_deleted_session_is_unknown_to_every_method(world: World) -> None:
     ids=["created_at", "last_accessed", "evolve", "message", "mode history", "filter range"],
 )
 def test_naive_datetimes_are_refused_before_anything_reaches_the_store(
-    build: Callable[[], object],
+    build: Callable[[], object], tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidArgument, match="naive"):
-        build()
+    with SessionStore.open(tmp_path / "s", durability="none") as s:
+        # Refused where it is built, or (a MessageSnapshot, which keeps its
+        # timestamp as given) by the save that would write it.
+        with pytest.raises(InvalidArgument, match=r"naive|timezone"):
+            value = build()
+            assert isinstance(value, MessageSnapshot)
+            sid = uuid4()
+            conv = ConversationSnapshot(uuid4(), [value])
+            s.save_session(sid, metadata(sid, "t"), conv, SessionState())
+        assert s.journal.last_seq == 0
 
 
 def test_opening_with_a_bad_option_creates_nothing(tmp_path: Path) -> None:
