@@ -593,10 +593,23 @@ class SessionMetadata(_Value, frozen=True, omit_defaults=True):
     checkpoints: tuple[CheckpointMetadata, ...] = ()
 
     def __post_init__(self) -> None:
+        # One test for the common case (every session listed runs this).
+        c, u, a = self.created_at, self.updated_at, self.last_accessed
+        if (
+            type(c) is datetime
+            and type(u) is datetime
+            and type(a) is datetime
+            and c.tzinfo is UTC
+            and u.tzinfo is UTC
+            and a.tzinfo is UTC
+            and type(self.current_mode) is OperatingMode
+            and type(self.tags) is tuple
+            and type(self.checkpoints) is tuple
+            and type(self.compression_ratio) is not int
+        ):
+            return
         for f in ("created_at", "updated_at", "last_accessed"):
-            v = getattr(self, f)
-            if type(v) is not datetime or v.tzinfo is not UTC:
-                _set(self, f, _utc(self, f, v))
+            _set(self, f, _utc(self, f, getattr(self, f)))
         if type(self.current_mode) is not OperatingMode:
             _set(self, "current_mode", _mode(self, "current_mode", self.current_mode))
         if type(self.tags) is not tuple:

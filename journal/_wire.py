@@ -242,8 +242,14 @@ def metadata_from_wire(w: object) -> SessionMetadata:
     try:
         if type(w) is not dict:
             raise TypeError(f"expected a map, got {type(w).__name__}")
-        get = w.get
-        ck = get("ck", ())
+        try:  # the encoder writes every key: subscripts are cheaper than get()
+            mc, tc, mo, md, tg = w["mc"], w["tc"], w["mo"], w["md"], w["tg"]
+            fv, fs, cr, v, ck = w["fv"], w["fs"], w["cr"], w["v"], w["ck"]
+        except KeyError:  # older data: defaults for what is missing
+            get = w.get
+            mc, tc, mo, md = get("mc", 0), get("tc", 0), get("mo", "plan"), get("md", "")
+            tg, fv, fs, cr = get("tg", ()), get("fv", False), get("fs", 0), get("cr", 1.0)
+            v, ck = get("v", 3), get("ck", ())
         if type(ck) is not list and type(ck) is not tuple:
             raise TypeError(f"checkpoints: expected an array, got {type(ck).__name__}")
         fields = {
@@ -252,16 +258,16 @@ def metadata_from_wire(w: object) -> SessionMetadata:
             "created_at": _dt(w["ca"]),
             "updated_at": _dt(w["ua"]),
             "last_accessed": _dt(w["la"]),
-            "message_count": get("mc", 0),
-            "turn_count": get("tc", 0),
-            "current_mode": get("mo", "plan"),
-            "model": get("md", ""),
-            "tags": get("tg", ()),
-            "is_favorite": get("fv", False),
-            "file_size": get("fs", 0),
-            "compression_ratio": get("cr", 1.0),
-            "format_version": get("v", 3),
-            "checkpoints": [_checkpoint_fields(c) for c in ck],
+            "message_count": mc,
+            "turn_count": tc,
+            "current_mode": mo,
+            "model": md,
+            "tags": tg,
+            "is_favorite": fv,
+            "file_size": fs,
+            "compression_ratio": cr,
+            "format_version": v,
+            "checkpoints": [_checkpoint_fields(c) for c in ck] if ck else (),
         }
         value: SessionMetadata = msgspec.convert(fields, SessionMetadata)
         return value
