@@ -48,7 +48,7 @@ def whole_metadata() -> Iterator[None]:
     """Saves in this block write the whole metadata map (schema 1), as before "md"."""
     def schema_1(meta: dict[str, Any], changes: dict[str, Any], cid: UUID) -> dict[str, Any]:
         # As a full save of this build, it names the keys that changed.
-        return {"v": 1, "meta": meta, "cid": cid.bytes, "ch": list(changes)}
+        return {"v": SCHEMA_VERSION, "meta": meta, "cid": cid.bytes, "ch": list(changes)}
 
     with mock.patch.object(journal._store, "_delta_head", schema_1):
         yield

@@ -694,7 +694,7 @@ def test_naive_datetimes_are_refused_before_anything_reaches_the_store(
             value = build()
             assert isinstance(value, MessageSnapshot)
             sid = uuid4()
-            conv = ConversationSnapshot(uuid4(), [value])
+            conv = ConversationSnapshot(sid, [value])
             s.save_session(sid, metadata(sid, "t"), conv, SessionState())
         assert s.journal.last_seq == 0
 
