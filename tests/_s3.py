@@ -3,9 +3,17 @@
 :func:`moto_server` starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 with a
 free port. :class:`FaultProxy` stands between the client and that server (an
 HTTP proxy in this process) and, by rule, answers a request itself with a 500
-or a 503 SlowDown, forwards it and then stalls past the client's timeout
-(the object is stored, the client never hears so), or holds it until
-released (a process killed mid-upload). Requests are forwarded byte for byte.
+or a 503 SlowDown, forwards it and then drops the connection unanswered
+(the object is stored, the client never hears so: what a timeout looks like
+to it), or holds it until released (a process killed mid-upload). Requests
+are forwarded byte for byte.
+
+A lost answer is a dropped connection rather than a wait past the client's
+read timeout: with a timeout short enough for a test, an ordinary request
+under load outlasts it too (a spurious failure), and a stalled request
+forwarded late lands after the client has moved on (a range outside the
+chain). Dropping after the upstream answered fixes the order: stored, then
+failed.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ class Rule:
 
     method: str
     path: str
-    action: str  # "500", "503", "stall" (forward, then no answer), "hold" (wait for release)
+    action: str  # "500", "503", "drop" (forward, then close unanswered), "hold" (until release)
     times: int = 1
     seen: int = 0
 
@@ -131,9 +139,8 @@ class FaultProxy:
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
-        if rule is not None and rule.action == "stall":
-            # The object is stored; the client times out waiting for the answer.
-            self.release.wait(30)
+        if rule is not None and rule.action == "drop":
+            # The object is stored; the client's answer is lost.
             h.close_connection = True
             return
         h.send_response(resp.status)
