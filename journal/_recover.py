@@ -57,9 +57,13 @@ from journal._format import (
     Frame,
     Manifest,
     ScanStop,
+    SegmentHeader,
     SegmentInfo,
     decode_manifest,
+    encode_manifest,
     iter_frames,
+    pack_header,
+    segment_name,
     unpack_header,
 )
 from journal._log import Journal, from_ns
@@ -455,6 +459,149 @@ def _ts(ns: int) -> datetime | None:
     return from_ns(ns) if ns else None
 
 
+# -- recover: whole sealed segments -----------------------------------------------------
+
+
+@attrs.define
+class _Whole:
+    """What :func:`_copy_whole_segments` copied (all zero when nothing)."""
+
+    records: int = 0
+    bytes: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    last_ts: int = 0
+    folded_last: int = 0
+
+    def seed(self, copier: _Copier) -> None:
+        copier.records, copier.bytes = self.records, self.bytes
+        copier.first_seq, copier.last_seq, copier.last_ts = (
+            self.first_seq, self.last_seq, self.last_ts,
+        )
+        copier.folded_last = self.folded_last
+
+
+def _copy_whole_segments(
+    sj: Journal, m: Manifest, tmp: str, seq: int, total: int, progress: Progress | None
+) -> _Whole:
+    """Copy the sealed segments wholly before ``seq`` into a new journal at ``tmp``.
+
+    Copying record by record costs microseconds of Python per record; a sealed
+    segment whose records all come before the cut is copied as bytes instead
+    (``os.copy_file_range``), under a new header carrying the new journal's id.
+    Its records are still checked first, every one, by the format's frame scan
+    (CRC, increasing seqs and times, whole batches) and against the manifest's
+    count, last seq and length. The first segment that does not qualify or does
+    not check out ends this fast path: the caller copies the rest record by
+    record through the journal's read path, which reports any damage exactly as
+    before. When anything was copied, ``tmp`` is left holding those segments,
+    an empty active segment after them and a MANIFEST; otherwise it is not made.
+    """
+    out = _Whole()
+    todo: list[SegmentInfo] = []
+    for info in m.segments:
+        if not (info.sealed and info.count and info.last_seq <= seq):
+            break
+        todo.append(info)
+    if not todo:
+        return out
+    jid = os.urandom(16)
+    seg_dir = os.path.join(tmp, "segments")
+    os.makedirs(seg_dir, mode=0o700)
+    infos: list[SegmentInfo] = []
+    horizon = m.horizon_seq
+    for info in todo:
+        path = os.path.join(sj._seg_dir, info.name)
+        with read_segment(path) as buf:
+            if len(buf) < info.length or info.length < HEADER_SIZE:
+                break
+            try:
+                h = unpack_header(bytes(buf[:HEADER_SIZE]), path)
+            except CorruptJournal:
+                break
+            if h.journal_id != m.journal_id or h.base_seq != info.base_seq:
+                break
+            stop: list[ScanStop] = []
+            count = size = 0
+            first = last = last_ts = folded = 0
+            with memoryview(buf) as mv:
+                for fr in iter_frames(mv[: info.length], HEADER_SIZE, 0, sj.max_record_size,
+                                      out.last_seq, out.last_ts, stop):
+                    count += 1
+                    size += 8 + fr[1]
+                    first = first or fr[2]
+                    last, last_ts = fr[2], fr[3]
+                    if last <= horizon:
+                        folded = last
+            if (stop[0].kind != ScanStop.END or stop[0].offset != info.length
+                    or (count, first, last) != (info.count, info.first_seq, info.last_seq)):
+                break
+        name = info.name
+        header = pack_header(attrs.evolve(h, journal_id=jid, created_ns=time.time_ns()))
+        _copy_file(path, os.path.join(seg_dir, name), header, info.length)
+        infos.append(info)
+        out.records += count
+        out.bytes += size
+        out.first_seq = out.first_seq or first
+        out.last_seq, out.last_ts = last, last_ts
+        out.folded_last = folded or out.folded_last
+        if progress is not None:
+            progress(out.bytes, total)
+    if not infos:
+        os.rmdir(seg_dir)
+        os.rmdir(tmp)
+        return out
+    # The active segment the journal writes on comes after the copied ones.
+    base = max(out.last_seq + 1, infos[-1].base_seq + 1)
+    with open(os.path.join(seg_dir, segment_name(base)), "wb") as f:
+        f.write(pack_header(SegmentHeader(base, time.time_ns(), jid)))
+        f.flush()
+        os.fsync(f.fileno())
+    manifest = Manifest(jid, 1, (*infos, SegmentInfo(base_seq=base)), created_ns=time.time_ns())
+    with open(os.path.join(tmp, "MANIFEST"), "wb") as f:
+        f.write(encode_manifest(manifest))
+        f.flush()
+        os.fsync(f.fileno())
+    for d in (seg_dir, tmp):
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return out
+
+
+def _copy_file(src: str, dst: str, header: bytes, length: int) -> None:
+    """Write ``header`` then ``src``'s bytes from HEADER_SIZE to ``length`` into a new
+    file ``dst``, made durable; in the kernel where it can (copy_file_range)."""
+    sfd = os.open(src, os.O_RDONLY | _O_NOFOLLOW)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(dfd, header)
+            pos = HEADER_SIZE
+            kernel = hasattr(os, "copy_file_range")
+            while pos < length:
+                n = 0
+                if kernel:
+                    try:
+                        n = os.copy_file_range(sfd, dfd, length - pos, pos, pos)
+                    except OSError:
+                        kernel = False  # another file system, an old kernel: copy by hand
+                        continue
+                else:
+                    data = os.pread(sfd, min(length - pos, 8 << 20), pos)
+                    n = os.pwrite(dfd, data, pos)
+                if n <= 0:
+                    raise CorruptJournal(src, pos, "segment file shorter than the manifest says")
+                pos += n
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
 # -- recover ------------------------------------------------------------------------------
 
 
@@ -485,10 +632,12 @@ def recover(
         final, tmp = _prepare_target(src, target)
         total = sj.statistics().bytes
         try:
+            m = sj.manifest
+            whole = _copy_whole_segments(sj, m, tmp, seq, total, progress)
             with Journal.open(tmp, max_record_size=sj.max_record_size) as tj:
-                m = sj.manifest
                 copier = _Copier(tj, batch_bytes, m.horizon_seq)
-                for rec in sj.scan(until_seq=seq):
+                whole.seed(copier)
+                for rec in sj.scan(from_seq=whole.last_seq + 1, until_seq=seq):
                     copier.add(rec)
                     if progress is not None and copier.pending_bytes == 0:
                         progress(copier.bytes, total)

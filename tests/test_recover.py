@@ -211,6 +211,42 @@ def test_a_failed_recover_leaves_no_target(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_recover_copies_the_sealed_segments_before_the_point_as_bytes(tmp_path: Path) -> None:
+    from tools._verify import verify
+
+    src = tmp_path / "src"
+    original = make_journal(src, n=400)
+    with Journal.open(src, readonly=True) as s:
+        sealed = [i for i in s.manifest.segments if i.sealed]
+        cut = sealed[2].last_seq + 3  # inside the fourth segment
+    report = recover(src, tmp_path / "out", at=cut)
+    assert (report.records, report.last_seq) == (cut, cut)
+    assert report.bytes == sum(r.size for r in original[:cut])
+    assert [key(r) for r in records(tmp_path / "out")] == [key(r) for r in original[:cut]]
+    with Journal.open(tmp_path / "out", readonly=True) as j:
+        out_jid = j.journal_id
+        listed = j.manifest.segments
+    for info in sealed[:3]:  # the same records, byte for byte, under the new journal's header
+        mine = (tmp_path / "out" / "segments" / info.name).read_bytes()
+        theirs = (src / "segments" / info.name).read_bytes()[: info.length]
+        assert mine[HEADER_SIZE:] == theirs[HEADER_SIZE:]
+        assert mine[:HEADER_SIZE] != theirs[:HEADER_SIZE]
+        assert out_jid.hex() in mine[:HEADER_SIZE].hex()
+    assert [i.base_seq for i in listed[:3]] == [i.base_seq for i in sealed[:3]]
+    assert verify(str(tmp_path / "out")).intact
+
+
+def test_recover_stops_at_a_damaged_sealed_segment_after_whole_ones(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    original = make_journal(src, n=400)
+    seg = segments(src)[2]
+    flip(seg, offsets(src, seg)[1].offset + 20)
+    with pytest.raises(CorruptJournal) as err:
+        recover(src, tmp_path / "out", at=original[-1].seq)
+    assert err.value.path.endswith(seg.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 # -- salvage ------------------------------------------------------------------------------
 
 
