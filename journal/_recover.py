@@ -536,10 +536,12 @@ def _copy_whole_segments(
             if (stop[0].kind != ScanStop.END or stop[0].offset != info.length
                     or (count, first, last) != (info.count, info.first_seq, info.last_seq)):
                 break
-        name = info.name
+        # Under its plain name: a rewrite's "-r<gen>" names the source's manifest
+        # generation, and the new journal's own compactions count from 1.
+        mine = attrs.evolve(info, file="")
         header = pack_header(attrs.evolve(h, journal_id=jid, created_ns=time.time_ns()))
-        _copy_file(path, os.path.join(seg_dir, name), header, info.length)
-        infos.append(info)
+        _copy_file(path, os.path.join(seg_dir, mine.name), header, info.length)
+        infos.append(mine)
         out.records += count
         out.bytes += size
         out.first_seq = out.first_seq or first
@@ -621,7 +623,9 @@ def recover(
     horizon is refused (the horizon error names the earliest recoverable time
     and seq). Records keep their seq, time, type, session and stored bytes.
     The target is a working store: open it and carry on. ``progress(done,
-    total)`` is called with bytes copied.
+    total)`` is called with bytes copied. Sealed segments wholly before the
+    point are copied as bytes once their records check out (see
+    :func:`_copy_whole_segments`); the rest record by record.
     """
     src = _check_source(source)
     if not isinstance(batch_bytes, int) or batch_bytes < 1:

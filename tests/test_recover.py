@@ -32,7 +32,7 @@ from journal import (
     recover,
     salvage,
 )
-from journal._format import HEADER_SIZE, decode_manifest, encode_manifest
+from journal._format import HEADER_SIZE, decode_manifest, encode_manifest, unpack_header
 from journal._recover import Damage, scan_damaged
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -231,8 +231,32 @@ def test_recover_copies_the_sealed_segments_before_the_point_as_bytes(tmp_path: 
         theirs = (src / "segments" / info.name).read_bytes()[: info.length]
         assert mine[HEADER_SIZE:] == theirs[HEADER_SIZE:]
         assert mine[:HEADER_SIZE] != theirs[:HEADER_SIZE]
-        assert out_jid.hex() in mine[:HEADER_SIZE].hex()
+        assert unpack_header(mine[:HEADER_SIZE], info.name).journal_id == out_jid
     assert [i.base_seq for i in listed[:3]] == [i.base_seq for i in sealed[:3]]
+    assert verify(str(tmp_path / "out")).intact
+
+
+def test_a_recovered_compacted_journal_takes_its_own_compactions(tmp_path: Path) -> None:
+    from tools._verify import verify
+
+    src = tmp_path / "src"
+    sids = [UUID(int=i + 1) for i in range(3)]
+    with SessionStore.open(src, durability="none", segment_size=4096) as store:
+        for k in range(30):
+            save(store, sids[k % 3], k // 3 + 1)
+        store.compact(retain=timedelta(0))
+        for k in range(6):
+            save(store, sids[k % 3], 20)
+        store.journal.seal_active()
+        last = store.journal.last_seq
+        assert any(i.file for i in store.journal.manifest.segments)  # rewritten segments
+    recover(src, tmp_path / "out", at=last)
+    with SessionStore.open(tmp_path / "out", durability="none") as out:
+        assert not any(i.file for i in out.journal.manifest.segments)
+        for k in range(6):
+            save(out, sids[k % 3], 25)
+        out.compact(retain=timedelta(0))
+        assert [len(out.load_session(s)[1].messages) for s in sids] == [25, 25, 25]
     assert verify(str(tmp_path / "out")).intact
 
 
