@@ -674,15 +674,20 @@ class _Queries:
 
     def get_metadata(self, session_id: UUID | str) -> SessionMetadata:
         """The session's metadata without loading its conversation."""
-        sid = _sid(session_id)
+        return self._look(_sid(session_id), chain=False)[0]
+
+    def _look(self, sid: UUID, *, chain: bool) -> tuple[SessionMetadata, list[int]]:
+        """The session's metadata, recorded as handed to the caller, and (with
+        ``chain``) the seqs of its chain."""
         with self._looking(sid):
             self._sync()
             with self._runner.lock:
                 if sid.bytes not in self._index.sessions:
                     raise self._not_found(sid)
                 meta = self._metadata(sid.bytes)
+                seqs = list(self._contents.chains[sid.bytes].seqs) if chain else []
             self._loaded(sid, meta)
-        return meta
+        return meta, seqs
 
     def _looking(self, sid: UUID) -> AbstractContextManager[object]:
         """Hook: held while the metadata handed to the caller is read and
@@ -721,16 +726,9 @@ class _Queries:
         """The session's metadata, conversation and state."""
         sid = _sid(session_id)
         for attempt in range(3):
-            with self._looking(sid):
-                self._sync()
-                with self._runner.lock:
-                    if sid.bytes not in self._index.sessions:
-                        raise self._not_found(sid)
-                    meta = self._metadata(sid.bytes)
-                    seqs = list(self._contents.chains[sid.bytes].seqs)
-                # The metadata as read is the next save's base even if the
-                # chain read below must look again.
-                self._loaded(sid, meta)
+            # The metadata as read is the next save's base even if the chain
+            # read below must look again.
+            meta, seqs = self._look(sid, chain=True)
             try:
                 base = self._read_chain(seqs)
             except RecordNotFound:
