@@ -23,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -673,14 +674,26 @@ class _Queries:
 
     def get_metadata(self, session_id: UUID | str) -> SessionMetadata:
         """The session's metadata without loading its conversation."""
-        sid = _sid(session_id)
-        self._sync()
-        with self._runner.lock:
-            if sid.bytes not in self._index.sessions:
-                raise self._not_found(sid)
-            meta = self._metadata(sid.bytes)
-        self._loaded(sid, meta)
-        return meta
+        return self._look(_sid(session_id), chain=False)[0]
+
+    def _look(self, sid: UUID, *, chain: bool) -> tuple[SessionMetadata, list[int]]:
+        """The session's metadata, recorded as handed to the caller, and (with
+        ``chain``) the seqs of its chain."""
+        with self._looking(sid):
+            self._sync()
+            with self._runner.lock:
+                if sid.bytes not in self._index.sessions:
+                    raise self._not_found(sid)
+                meta = self._metadata(sid.bytes)
+                seqs = list(self._contents.chains[sid.bytes].seqs) if chain else []
+            self._loaded(sid, meta)
+        return meta, seqs
+
+    def _looking(self, sid: UUID) -> AbstractContextManager[object]:
+        """Hook: held while the metadata handed to the caller is read and
+        ``_loaded`` records it, so no save of the session in this store comes
+        in between (it would leave an older map as the save's base)."""
+        return nullcontext()
 
     def _loaded(self, sid: UUID, meta: SessionMetadata) -> None:
         """Hook: the caller was handed ``meta`` as the session's metadata."""
@@ -713,12 +726,9 @@ class _Queries:
         """The session's metadata, conversation and state."""
         sid = _sid(session_id)
         for attempt in range(3):
-            self._sync()
-            with self._runner.lock:
-                if sid.bytes not in self._index.sessions:
-                    raise self._not_found(sid)
-                meta = self._metadata(sid.bytes)
-                seqs = list(self._contents.chains[sid.bytes].seqs)
+            # The metadata as read is the next save's base even if the chain
+            # read below must look again.
+            meta, seqs = self._look(sid, chain=True)
             try:
                 base = self._read_chain(seqs)
             except RecordNotFound:
@@ -729,7 +739,6 @@ class _Queries:
             conv = ConversationSnapshot(
                 base.conversation_id, base.messages, base.context, base.mode_history
             )
-            self._loaded(sid, meta)
             return meta, conv, base.state
         raise AssertionError("unreachable")
 
@@ -1011,6 +1020,9 @@ class SessionStore(_Queries):
     ) -> None:
         self.close()
 
+    def _looking(self, sid: UUID) -> AbstractContextManager[object]:
+        return self._lock_for(sid)
+
     def _loaded(self, sid: UUID, meta: SessionMetadata) -> None:
         self._meta_bases[sid.bytes] = meta
 
@@ -1282,12 +1294,6 @@ class SessionStore(_Queries):
         turns = _turn_count(messages)
         if turns is not None:
             mine["tc"] = turns
-        held_base = self._meta_bases.get(sid.bytes)
-        base_wire = (
-            held_base
-            if held_base is None or isinstance(held_base, dict)
-            else metadata_to_wire(held_base)
-        )
         j = self._journal
         sampled: list[bytes] = []  # the new messages' msgpack, for the dictionary
 
@@ -1325,6 +1331,17 @@ class SessionStore(_Queries):
             return Entry(EventType.SESSION_SAVED, payload, sid, compress=False)
 
         with self._lock_for(sid):
+            # The base is read under the stripe lock, which every save and
+            # load of the session in this store holds while it reads or sets
+            # it: read before, a save of another task of this store could come
+            # in between, and this save would take that save's value for a
+            # concurrent change to keep while writing its own content.
+            held_base = self._meta_bases.get(sid.bytes)
+            base_wire = (
+                held_base
+                if held_base is None or isinstance(held_base, dict)
+                else metadata_to_wire(held_base)
+            )
             # Read before catching up: any change of another process adopted
             # from here on makes ``prepare`` look at the log again.
             foreign = j.foreign_changes

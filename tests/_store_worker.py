@@ -37,6 +37,7 @@ from journal import (
     MessageMetadata,
     MessageSnapshot,
     OperatingMode,
+    SessionConflict,
     SessionMetadata,
     SessionNotFound,
     SessionState,
@@ -349,8 +350,12 @@ def run(plan: dict[str, object]) -> None:
                 _say({"op": "delete", "sid": str(sid), "actor": actor})
             else:
                 raise ValueError(f"unknown operation kind {kind!r}")
-        except SessionNotFound:
-            _say({"op": "notfound", "kind": kind, "sid": str(sid)})
+        except (SessionNotFound, SessionConflict) as exc:
+            # A legitimate refusal: another process deleted the session (and
+            # perhaps saved it again, a new life) between this one's look and
+            # its commit. Nothing was written, so the oracle must not expect it.
+            refused = "conflict" if isinstance(exc, SessionConflict) else "notfound"
+            _say({"op": refused, "kind": kind, "sid": str(sid)})
         if sid in shared:
             try:
                 meta, conv, state = store.load_session(sid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -166,6 +167,56 @@ def test_a_load_is_the_callers_base_too(store: SessionStore) -> None:
     agent.meta = store.get_metadata(agent.sid)  # the agent picks up the tag...
     agent.turn(tags=("agent",))  # ...and then removes it: that is its change
     assert store.get_metadata(agent.sid).tags == ("agent",)
+
+
+class _Announced:
+    """A stripe lock that says when a thread is about to wait for it."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.waiting = threading.Event()
+
+    def acquire(self, *args: Any) -> bool:
+        self.waiting.set()
+        return bool(self.lock.acquire(*args))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_of_two_saves_of_one_session_through_one_store_the_later_one_is_written_whole(
+    store: SessionStore,
+) -> None:
+    # Two tasks of one agent save the session through one store. A save that
+    # waits for the session's lock must merge against the store's base as it
+    # is when it gets the lock: taken before, the other task's save (made
+    # meanwhile through this very store) would read as another writer's change
+    # and its title would stay beside this save's messages.
+    sid = uuid4()
+    store.save_session(sid, metadata(sid, "t"), conversation(sid, keys(sid, 2)), SessionState())
+    stripe = _Announced(store._lock_for(sid))
+    store._locks[store._locks.index(stripe.lock)] = stripe  # type: ignore[call-overload]
+    with stripe.lock:
+        stripe.waiting.clear()
+        later = threading.Thread(
+            target=store.save_session,
+            args=(sid, metadata(sid, "t"), conversation(sid, keys(sid, 6)), SessionState()),
+        )
+        later.start()
+        assert stripe.waiting.wait(timeout=60)
+        # The other task's save, which got the lock first.
+        store.save_session(
+            sid, metadata(sid, "other"), conversation(sid, keys(sid, 4)), SessionState()
+        )
+    later.join()
+    meta, conv, _ = store.load_session(sid)
+    assert (meta.title, len(conv.messages)) == ("t", 6)
 
 
 WIRE_VALUES = st.sampled_from([0, 1, 2])
