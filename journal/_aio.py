@@ -12,15 +12,12 @@ import os
 from collections.abc import Callable, Generator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import anyio.to_thread
 
-from journal._codex import CodexImportReport
-from journal._compact import CompactionReport, PurgeReport
 from journal._errors import InvalidArgument
-from journal._import import ImportReport
 from journal._model import (
     CheckpointMetadata,
     ConversationSnapshot,
@@ -29,7 +26,6 @@ from journal._model import (
     SessionMetadata,
     SessionState,
 )
-from journal._scrub import ScrubReport, SecretFinding
 from journal._store import (
     HistoryEntry,
     PointInTimeView,
@@ -37,6 +33,14 @@ from journal._store import (
     SessionStore,
     StoreStatistics,
 )
+
+# Annotations only: compaction, scrubbing and the imports are loaded when first
+# used, as in the sync store (opening an async store to read pays for none).
+if TYPE_CHECKING:
+    from journal._codex import CodexImportReport
+    from journal._compact import CompactionReport, PurgeReport
+    from journal._import import ImportReport
+    from journal._scrub import ScrubReport, SecretFinding
 
 __all__ = ["AsyncPointInTimeView", "AsyncSessionStore"]
 
